@@ -1,0 +1,264 @@
+"""Typed, frozen parameters: ``params.yaml`` -> :func:`load` -> :class:`Params`.
+
+One dataclass per ``params.yaml`` section. Every numeric knob is checked when the
+dataclass is built, so a bad value fails in the first second with an error that
+names it, not after an hour of training.
+
+>>> p = load_dict({"train": {"rounds": 2}})
+>>> p.train.rounds, p.train.local_epochs
+(2, 2)
+>>> load_dict({"sparsify": {"sparsity": 1.5}})
+Traceback (most recent call last):
+...
+ValueError: sparsify.sparsity must be in [0, 1), got 1.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DATASETS = ("drugscom", "druglib", "breast_cancer")
+MODELS = ("minilm", "distilbert", "distilbert-arch", "mlp")
+PARTITIONS = ("iid", "dirichlet")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Which data, how much of it, and how it is split over clients."""
+
+    dataset: str = "drugscom"
+    max_train: int | None = None  # None = all training records
+    max_test: int | None = None  # None = the whole test split
+    num_clients: int = 5
+    partition: str = "iid"  # the paper's equal IID split; "dirichlet" for non-IID
+    dirichlet_alpha: float = 0.1
+    raw_dir: str = "data/raw"
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
+        _check(self.partition in PARTITIONS, f"data.partition must be one of {PARTITIONS}, got {self.partition!r}")
+        _check(isinstance(self.num_clients, int) and self.num_clients >= 1,
+               f"data.num_clients must be an integer >= 1, got {self.num_clients!r}")
+        _check(self.dirichlet_alpha > 0, f"data.dirichlet_alpha must be > 0, got {self.dirichlet_alpha!r}")
+        for name in ("max_train", "max_test"):
+            v = getattr(self, name)
+            _check(v is None or (isinstance(v, int) and v >= 2), f"data.{name} must be null or an integer >= 2, got {v!r}")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Which model; ``max_length`` is the tokenizer's maximum length in tokens."""
+
+    name: str = "minilm"
+    max_length: int = 128
+    hidden: int = 32  # hidden width of the tabular MLP
+
+    def __post_init__(self) -> None:
+        _check(self.name in MODELS, f"model.name must be one of {MODELS}, got {self.name!r}")
+        _check(isinstance(self.max_length, int) and 8 <= self.max_length <= 512,
+               f"model.max_length must be an integer in [8, 512], got {self.max_length!r}")
+        _check(isinstance(self.hidden, int) and self.hidden >= 1, f"model.hidden must be an integer >= 1, got {self.hidden!r}")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Federated training: rounds, local epochs, batch size, Adam learning rate."""
+
+    rounds: int = 3
+    local_epochs: int = 2
+    batch_size: int = 8
+    lr: float = 1e-4
+    eval_batch_size: int = 64
+    torch_threads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "local_epochs", "batch_size", "eval_batch_size", "torch_threads"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and v >= 1, f"train.{name} must be an integer >= 1, got {v!r}")
+        _check(isinstance(self.lr, (int, float)) and 0 < self.lr < 1, f"train.lr must be in (0, 1), got {self.lr!r}")
+
+
+@dataclass(frozen=True)
+class SparsifyParams:
+    """Top-k sparsification: ``sparsity`` s drops the fraction s of entries (s = 0.9 keeps 10 %)."""
+
+    sparsity: float = 0.9
+    ema_alpha: float = 0.9  # tau_t = alpha * tau_{t-1} + (1 - alpha) * tau_now
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.sparsity < 1, f"sparsify.sparsity must be in [0, 1), got {self.sparsity!r}")
+        _check(0 <= self.ema_alpha < 1, f"sparsify.ema_alpha must be in [0, 1), got {self.ema_alpha!r}")
+
+
+@dataclass(frozen=True)
+class CKKSParams:
+    """CKKS encryption parameters (TenSEAL); checked against the HE standard by ``medhe.ckks``."""
+
+    poly_modulus_degree: int = 8192
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 40, 60)
+    scale_bits: int = 40
+    security_level: int = 128
+    alignment: str = "union"  # "union": shared index set per round; "dense": encrypt the scattered vector
+    pack_bits: int = 8  # quantisation bits per value for batch packing
+    pack_batch: int = 2  # values per CKKS slot when packing is on
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
+        n = self.poly_modulus_degree
+        _check(isinstance(n, int) and n >= 1024 and n & (n - 1) == 0,
+               f"ckks.poly_modulus_degree must be a power of two >= 1024, got {n!r}")
+        _check(len(self.coeff_mod_bit_sizes) >= 2, f"ckks.coeff_mod_bit_sizes needs >= 2 primes, got {self.coeff_mod_bit_sizes!r}")
+        _check(self.security_level in (128, 192, 256), f"ckks.security_level must be 128, 192 or 256, got {self.security_level!r}")
+        _check(self.alignment in ("union", "dense"), f"ckks.alignment must be 'union' or 'dense', got {self.alignment!r}")
+        _check(1 <= self.pack_bits <= 32, f"ckks.pack_bits must be in [1, 32], got {self.pack_bits!r}")
+        _check(1 <= self.pack_batch <= 64, f"ckks.pack_batch must be in [1, 64], got {self.pack_batch!r}")
+        _check(10 <= self.scale_bits <= 60, f"ckks.scale_bits must be in [10, 60], got {self.scale_bits!r}")
+
+
+@dataclass(frozen=True)
+class DPParams:
+    """Client-level Gaussian mechanism: clip to ``clip_norm``, noise multiplier z, target delta."""
+
+    clip_norm: float = 1.0
+    noise_multiplier: float = 0.12
+    delta: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check(self.clip_norm > 0, f"dp.clip_norm must be > 0, got {self.clip_norm!r}")
+        _check(self.noise_multiplier >= 0, f"dp.noise_multiplier must be >= 0, got {self.noise_multiplier!r}")
+        _check(0 < self.delta < 1, f"dp.delta must be in (0, 1), got {self.delta!r}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """All sections of ``params.yaml``."""
+
+    seed: int = 42
+    data: DataParams = field(default_factory=DataParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    sparsify: SparsifyParams = field(default_factory=SparsifyParams)
+    ckks: CKKSParams = field(default_factory=CKKSParams)
+    dp: DPParams = field(default_factory=DPParams)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), suitable for JSON/YAML."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def digest(self) -> str:
+        """Short SHA-256 of the canonical JSON of all parameters."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Params) if f.name != "seed"}  # type: ignore[misc]
+
+
+def _build_section(name: str, raw: Any) -> Any:
+    cls = _SECTIONS[name]
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"params section {name!r} must be a mapping, got {type(raw).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in params section {name!r}; known keys: {sorted(known)}")
+    return cls(**raw)
+
+
+def load_dict(raw: Mapping[str, Any]) -> Params:
+    """Build :class:`Params` from a nested mapping; unknown sections/keys are errors.
+
+    Sections of ``params.yaml`` that other stages read (for example ``pipeline``)
+    are ignored here: list them in ``IGNORED_SECTIONS``.
+    """
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"seed"} - IGNORED_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown params section(s) {unknown}; known: {sorted(_SECTIONS)} and 'seed'")
+    kwargs: dict[str, Any] = {name: _build_section(name, raw.get(name)) for name in _SECTIONS}
+    if "seed" in raw:
+        kwargs["seed"] = raw["seed"]
+    return Params(**kwargs)
+
+
+IGNORED_SECTIONS = {"profile", "profiles", "pipeline", "methods", "seeds", "sweeps"}
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply dotted overrides (``{"train.rounds": 2}``) or nested ones to a raw mapping."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        cur = nested
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+        cur[parts[-1]] = value
+    return _merge(dict(raw), nested)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict, with a clear error if it is missing."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"params file {str(p)!r} not found (working directory: {Path.cwd()})")
+    with p.open() as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"params file {str(p)!r} must hold a mapping at top level")
+    return raw
+
+
+def apply_profile(raw: Mapping[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """Merge the overlay ``raw["profiles"][profile]`` (default: ``raw["profile"]``) into ``raw``.
+
+    >>> apply_profile({"profile": "q", "train": {"rounds": 3}, "profiles": {"q": {"train": {"rounds": 1}}}})["train"]
+    {'rounds': 1}
+    """
+    name = raw.get("profile") if profile is None else profile
+    if name is None:
+        return dict(raw)
+    profiles = raw.get("profiles") or {}
+    if name not in profiles:
+        raise ValueError(f"profile {name!r} is not defined under 'profiles' (defined: {sorted(profiles)})")
+    return _merge(dict(raw), profiles[name] or {})
+
+
+def load(path: str | Path = "params.yaml", *, profile: str | None = None,
+         overrides: Mapping[str, Any] | None = None) -> Params:
+    """Load ``params.yaml``, apply its profile overlay and optional dotted overrides.
+
+    Args:
+        path: the YAML file.
+        profile: overlay name under ``profiles``; None uses the file's ``profile`` key.
+        overrides: dotted keys applied last, e.g. ``{"train.rounds": 1}``.
+    """
+    raw = apply_profile(read_yaml(path), profile)
+    if overrides:
+        raw = with_overrides(raw, overrides)
+    return load_dict(raw)
