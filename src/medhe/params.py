@@ -96,8 +96,10 @@ class SparsifyParams:
 
     sparsity: float = 0.9
     ema_alpha: float = 0.9  # tau_t = alpha * tau_{t-1} + (1 - alpha) * tau_now
+    alignment: str = "union"  # sparse aggregation: "union" (shared index set per round) or "dense"
 
     def __post_init__(self) -> None:
+        _check(self.alignment in ("union", "dense"), f"sparsify.alignment must be 'union' or 'dense', got {self.alignment!r}")
         _check(0 <= self.sparsity < 1, f"sparsify.sparsity must be in [0, 1), got {self.sparsity!r}")
         _check(0 <= self.ema_alpha < 1, f"sparsify.ema_alpha must be in [0, 1), got {self.ema_alpha!r}")
 
@@ -110,9 +112,9 @@ class CKKSParams:
     coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 40, 60)
     scale_bits: int = 40
     security_level: int = 128
-    alignment: str = "union"  # "union": shared index set per round; "dense": encrypt the scattered vector
+    encryption: str = "asymmetric"  # or "symmetric" (clients share the secret key either way)
     pack_bits: int = 8  # quantisation bits per value for batch packing
-    pack_batch: int = 2  # values per CKKS slot when packing is on
+    pack_batch: int = 4  # values per CKKS slot when packing is on (the largest exact B at 8 bits, measured)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
@@ -121,7 +123,8 @@ class CKKSParams:
                f"ckks.poly_modulus_degree must be a power of two >= 1024, got {n!r}")
         _check(len(self.coeff_mod_bit_sizes) >= 2, f"ckks.coeff_mod_bit_sizes needs >= 2 primes, got {self.coeff_mod_bit_sizes!r}")
         _check(self.security_level in (128, 192, 256), f"ckks.security_level must be 128, 192 or 256, got {self.security_level!r}")
-        _check(self.alignment in ("union", "dense"), f"ckks.alignment must be 'union' or 'dense', got {self.alignment!r}")
+        _check(self.encryption in ("asymmetric", "symmetric"),
+               f"ckks.encryption must be 'asymmetric' or 'symmetric', got {self.encryption!r}")
         _check(1 <= self.pack_bits <= 32, f"ckks.pack_bits must be in [1, 32], got {self.pack_bits!r}")
         _check(1 <= self.pack_batch <= 64, f"ckks.pack_batch must be in [1, 64], got {self.pack_batch!r}")
         _check(10 <= self.scale_bits <= 60, f"ckks.scale_bits must be in [10, 60], got {self.scale_bits!r}")

@@ -26,7 +26,7 @@ class MethodSpec:
     noise: bool = False  # distributed Gaussian noise, multiplier dp.noise_multiplier
     encryption: str = "none"  # "none" or "ckks"
     packing: bool = False  # CKKS batch packing (quantise + several values per slot)
-    alignment: str | None = None  # CKKS index alignment; None: ckks.alignment from params
+    alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only
 
     def __post_init__(self) -> None:
         if self.encryption not in ("none", "ckks"):
@@ -39,8 +39,11 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: error_feedback/adaptive need sparsify=True")
         if self.noise and not self.clip:
             raise ValueError(f"method {self.name!r}: Gaussian noise without clipping has no sensitivity bound")
-        if self.alignment not in (None, "union", "dense"):
-            raise ValueError(f"alignment must be None, 'union' or 'dense', got {self.alignment!r}")
+        if self.alignment not in (None, "union", "dense", "own"):
+            raise ValueError(f"alignment must be None, 'union', 'dense' or 'own', got {self.alignment!r}")
+        if self.alignment == "own" and self.encryption != "none":
+            raise ValueError(f"method {self.name!r}: alignment 'own' (each client's own index set) cannot be "
+                             "summed slot by slot under encryption; use 'union' or 'dense'")
 
     @property
     def dp(self) -> bool:
@@ -59,7 +62,7 @@ METHODS: dict[str, MethodSpec] = {
     "medhe_no_packing": dataclasses.replace(_MEDHE, name="medhe_no_packing", packing=False),
     "medhe_no_he": dataclasses.replace(_MEDHE, name="medhe_no_he", encryption="none", packing=False),
     "medhe_no_dp": dataclasses.replace(_MEDHE, name="medhe_no_dp", noise=False),
-    "topk": MethodSpec("topk", sparsify=True, error_feedback=True, adaptive=False),
+    "topk": MethodSpec("topk", sparsify=True, error_feedback=True, adaptive=False, alignment="own"),
 }
 
 

@@ -54,11 +54,12 @@ class _Timer:
 
 def make_transport(spec: MethodSpec, P: Params, *, size: int, num_clients: int):
     """The transport a method names (plaintext, or CKKS with its packing and alignment)."""
+    alignment = spec.alignment or P.sparsify.alignment
     if spec.encryption == "none":
-        return PlainTransport(size=size)
+        return PlainTransport(size=size, alignment=alignment)
     from medhe.fl.ckks_transport import CKKSTransport
 
-    return CKKSTransport(P.ckks, size=size, packing=spec.packing, alignment=spec.alignment or P.ckks.alignment,
+    return CKKSTransport(P.ckks, size=size, packing=spec.packing, alignment=alignment,
                          clip_norm=P.dp.clip_norm, num_clients=num_clients)
 
 

@@ -1,0 +1,123 @@
+"""Encrypted aggregation equals the plaintext weighted mean, for every method's transport."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from medhe import ckks, fl
+from medhe.comm import ByteLedger
+from medhe.fl import methods
+from medhe.fl.ckks_transport import CKKSTransport
+from medhe.fl.transport import Payload, PlainTransport
+from medhe.params import CKKSParams
+
+SIZE = 10_000
+CFG = CKKSParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 60), scale_bits=40, pack_bits=8,
+                 pack_batch=4)
+WEIGHTS = [0.5, 0.3, 0.2]
+
+
+def _tol(n_clients: int, max_abs: float) -> float:
+    """CKKS error bound used throughout: 4 n (N 2^-scale + max|x| 2^-40) (see tests/test_ckks.py)."""
+    return 4 * n_clients * (CFG.poly_modulus_degree * 2.0**-CFG.scale_bits + max_abs * 2.0**-40)
+
+
+def _payloads(sparse: bool, seed: int = 0) -> list[Payload]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in WEIGHTS:
+        x = rng.normal(scale=0.01, size=SIZE).astype(np.float32)
+        if sparse:
+            idx = np.sort(rng.choice(SIZE, size=SIZE // 10, replace=False))
+            out.append(Payload(values=x[idx], indices=idx))
+        else:
+            out.append(Payload(values=x))
+    return out
+
+
+def _round(transport, payloads, noise=None):
+    ledger = ByteLedger()
+    transport.setup(ledger, num_clients=len(payloads))
+    res = transport.round(payloads, weights=WEIGHTS, noise=noise, ledger=ledger, round_=1)
+    return res, ledger
+
+
+def _noise(client: int, n: int) -> np.ndarray:
+    return np.random.default_rng([7, client]).normal(scale=1e-3, size=n).astype(np.float32)
+
+
+@pytest.mark.parametrize("sparse, alignment", [(False, "union"), (True, "union"), (True, "dense")])
+@pytest.mark.parametrize("noise", [None, _noise])
+def test_ckks_mean_equals_plaintext_mean(sparse, alignment, noise):
+    """Same alignment, same noise shares: the encrypted mean is the plaintext mean (CKKS error aside)."""
+    payloads = _payloads(sparse)
+    plain, _ = _round(PlainTransport(size=SIZE, alignment=alignment), payloads, noise)
+    enc, ledger = _round(CKKSTransport(CFG, size=SIZE, packing=False, alignment=alignment, clip_norm=1.0,
+                                       num_clients=3), payloads, noise)
+    err = np.max(np.abs(enc.mean_update.astype(np.float64) - plain.mean_update))
+    assert err <= _tol(3, 0.1) + 1e-7  # + float32 rounding of the plaintext path
+    assert ledger.total(round_=0, category="context") > 0
+    assert ledger.total(round_=1, direction="up", category="ciphertext") > 0
+    has_index = ledger.total(round_=1, category="index") > 0
+    assert has_index == (sparse and alignment == "union")
+
+
+def test_packed_ckks_sum_equals_the_sum_of_quantised_values():
+    payloads = _payloads(True, seed=1)
+    tr = CKKSTransport(CFG, size=SIZE, packing=True, alignment="union", clip_norm=0.05, num_clients=3)
+    res, _ = _round(tr, payloads)
+    bound = 0.05 * max(WEIGHTS)
+    union = ckks.union_index_sets([p.indices for p in payloads])
+    q = sum(ckks.quantise(ckks.align_to_union(p.indices, p.values, union) * w, bits=8, bound=bound)
+            for p, w in zip(payloads, WEIGHTS))
+    expected = ckks.scatter_dense(union, ckks.dequantise(q, bits=8, bound=bound), length=SIZE)
+    np.testing.assert_allclose(res.mean_update, expected.astype(np.float32), rtol=0, atol=1e-9)
+    assert 0 < res.info["quant_zero_frac"] < 1
+
+
+def test_server_holds_no_secret_key_and_cannot_decrypt():
+    tr = CKKSTransport(CFG, size=SIZE, packing=False, alignment="union", clip_norm=1.0, num_clients=3)
+    assert ckks.holds_secret_key(tr.client_ctx)
+    assert not ckks.holds_secret_key(tr.server_ctx)
+    chunks = ckks.encrypt_vector(tr.client_ctx, np.ones(10))
+    with pytest.raises(ValueError, match="secret key"):
+        ckks.decrypt_vector(tr.server_ctx, chunks, 10)
+
+
+def test_the_papers_parameter_set_is_refused_before_tenseal():
+    paper = dataclasses.replace(CFG, coeff_mod_bit_sizes=(60, 60, 60, 60))
+    with pytest.raises(ckks.InsecureParametersError, match="8192.*240.*218"):
+        CKKSTransport(paper, size=SIZE, packing=False, alignment="union", clip_norm=1.0, num_clients=3)
+
+
+def test_plain_sparse_transport_counts_index_sets_and_values():
+    payloads = _payloads(True)
+    res, ledger = _round(PlainTransport(size=SIZE), payloads)
+    for i, p in enumerate(payloads):
+        idx_bytes = len(ckks.encode_index_set(p.indices, length=SIZE))
+        assert ledger.total(round_=1, client=i, direction="up", category="index") == idx_bytes
+        assert ledger.total(round_=1, client=i, direction="up", category="update") == 4 * p.nnz
+    expected = sum(w * ckks.scatter_dense(p.indices, p.values, length=SIZE) for p, w in zip(payloads, WEIGHTS))
+    np.testing.assert_allclose(res.mean_update, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", sorted(methods.METHODS))
+def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_params):
+    p = dataclasses.replace(tabular_params, train=dataclasses.replace(tabular_params.train, rounds=1),
+                            sparsify=dataclasses.replace(tabular_params.sparsify, sparsity=0.5))
+    res = fl.run(p, method=method, seed=0, progress=False)
+    spec = methods.get(method)
+    row = res.final
+    assert row["bytes_up_per_client"] > 0 and row["bytes_down_per_client"] > 0
+    assert ("epsilon_rdp" in row) == spec.noise
+    if spec.noise:
+        assert row["epsilon_rdp"] >= row["epsilon_pld"] > 0
+        assert res.record["privacy"]["rounds"] == 1
+    if spec.encryption == "ckks":
+        assert row["bytes_up_ciphertext"] > 0 and {"time_encrypt", "time_decrypt"} <= set(row)
+        assert res.record["bytes_setup"] > 0
+    assert 0.0 < row["density"] <= 1.0
+    assert row["accuracy"] >= 0.5
