@@ -338,3 +338,66 @@ def test_compress_rejects_2d_int_and_dtype_change() -> None:
 def test_topk_rejects_bad_k(bad_k: int) -> None:
     with pytest.raises(ValueError, match=rf"k must be.*{bad_k}"):
         topk_indices(np.ones(5), k=bad_k)
+
+
+# --------------------------------------------------------------------------- absorb (transport feedback)
+
+
+def _quantise(v: np.ndarray, step: float) -> np.ndarray:
+    """A lossy transport stand-in: round to a grid of ``step``."""
+    return np.rint(v / step) * step
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), adaptive=st.booleans())
+def test_absorb_keeps_quantisation_error_nothing_lost(seed: int, n: int, adaptive: bool) -> None:
+    """delivered + residual == update + old residual, with the transport's loss absorbed."""
+    rng = np.random.default_rng(seed)
+    sp = TopKSparsifier(size=n, sparsity=0.8, adaptive=adaptive, error_feedback=True)
+    total_in = np.zeros(n)
+    total_delivered = np.zeros(n)
+    for t in range(5):
+        update = rng.standard_normal(n) * 0.7**t
+        old_res = sp.residual.copy()
+        msg = sp.compress(update)
+        delivered = _quantise(msg.values, 0.25)
+        sp.absorb(msg.indices, msg.values - delivered)
+        dense = np.zeros(n)
+        dense[msg.indices] = delivered
+        np.testing.assert_allclose(dense + sp.residual, update + old_res, rtol=0, atol=1e-12)
+        total_in += update
+        total_delivered += dense
+    np.testing.assert_allclose(total_delivered + sp.residual, total_in, rtol=0, atol=1e-9)
+
+
+def test_absorb_before_first_round_and_dtype() -> None:
+    sp = TopKSparsifier(size=5, sparsity=0.6, adaptive=False)  # k = 2
+    sp.absorb(np.array([1, 3]), np.array([0.5, -0.25]))
+    assert sp.residual.dtype == np.float32
+    assert sp.residual.tolist() == [0.0, 0.5, 0.0, -0.25, 0.0]
+    msg = sp.compress(np.zeros(5, dtype=np.float32))  # the absorbed error is sent next round
+    assert msg.indices.tolist() == [1, 3] and msg.values.tolist() == [0.5, -0.25]
+    assert not sp.residual.any()
+
+
+def test_absorb_is_a_noop_without_error_feedback() -> None:
+    sp = TopKSparsifier(size=4, sparsity=0.5, error_feedback=False)
+    sp.compress(np.arange(4, dtype=np.float32))
+    sp.absorb(np.array([0, 2]), np.array([1.0, 2.0]))
+    assert not sp.residual.any()
+
+
+@pytest.mark.parametrize(
+    ("indices", "values", "match"),
+    [
+        (np.array([0, 9]), np.zeros(2), r"\[0, 5\)"),
+        (np.array([2, 1]), np.zeros(2), "strictly increasing"),
+        (np.array([1, 1]), np.zeros(2), "strictly increasing"),
+        (np.array([1, 2]), np.zeros(3), "shape"),
+        (np.array([1.0, 2.0]), np.zeros(2), "integer"),
+        (np.array([1, 2]), np.array([0.0, np.nan]), "finite"),
+    ],
+)
+def test_absorb_validation(indices, values, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        TopKSparsifier(size=5, sparsity=0.5).absorb(indices, values)

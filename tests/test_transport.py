@@ -117,7 +117,8 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
         assert row["epsilon_rdp"] >= row["epsilon_pld"] > 0
         assert res.record["privacy"]["rounds"] == 1
     if spec.encryption == "ckks":
-        assert row["bytes_up_ciphertext"] > 0 and {"time_encrypt", "time_decrypt"} <= set(row)
+        assert row["bytes_up_ciphertext"] > 0 and {"time_encrypt", "time_aggregate", "time_decrypt"} <= set(row)
         assert res.record["bytes_setup"] > 0
+    assert {"time_local_training", "time_sparsify_clip", "time_aggregate"} <= set(row)
     assert 0.0 < row["density"] <= 1.0
     assert row["accuracy"] >= 0.5

@@ -145,19 +145,49 @@ class DPParams:
 
 
 @dataclass(frozen=True)
+class PipelineParams:
+    """What the pipeline runs: trials, ablations and sweeps (read by notebooks and dvc.yaml)."""
+
+    methods: tuple[str, ...] = ("fedavg", "medhe")
+    seeds: tuple[int, ...] = (42,)
+    sweep_sparsity: tuple[float, ...] = (0.9,)
+    sweep_methods: tuple[str, ...] = ("medhe",)
+    convergence_rounds: int = 10
+    convergence_methods: tuple[str, ...] = ("fedavg", "medhe")
+    noniid_methods: tuple[str, ...] = ("fedavg", "medhe")
+    client_counts: tuple[int, ...] = (5,)
+    scale_methods: tuple[str, ...] = ("fedavg", "medhe")
+    paper_size_methods: tuple[str, ...] = ("fedavg", "medhe")
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
+                     "noniid_methods", "client_counts", "scale_methods", "paper_size_methods"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
+        _check(all(0 <= s < 1 for s in self.sweep_sparsity), f"pipeline.sweep_sparsity must lie in [0, 1), got {self.sweep_sparsity!r}")
+        _check(all(isinstance(n, int) and n >= 1 for n in self.client_counts), f"pipeline.client_counts must be integers >= 1, got {self.client_counts!r}")
+        _check(isinstance(self.convergence_rounds, int) and self.convergence_rounds >= 1,
+               f"pipeline.convergence_rounds must be an integer >= 1, got {self.convergence_rounds!r}")
+
+
+@dataclass(frozen=True)
 class Params:
     """All sections of ``params.yaml``."""
 
     seed: int = 42
+    profile: str = "custom"  # names the results folder: results/<profile>/...
     data: DataParams = field(default_factory=DataParams)
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     sparsify: SparsifyParams = field(default_factory=SparsifyParams)
     ckks: CKKSParams = field(default_factory=CKKSParams)
     dp: DPParams = field(default_factory=DPParams)
+    pipeline: PipelineParams = field(default_factory=PipelineParams)
 
     def __post_init__(self) -> None:
         _check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+        _check(isinstance(self.profile, str) and self.profile.replace("_", "").replace("-", "").isalnum(),
+               f"profile must be a simple name (letters, digits, - and _), got {self.profile!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), suitable for JSON/YAML."""
@@ -169,7 +199,8 @@ class Params:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Params) if f.name != "seed"}  # type: ignore[misc]
+_SCALARS = ("seed", "profile")
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Params) if f.name not in _SCALARS}  # type: ignore[misc]
 
 
 def _build_section(name: str, raw: Any) -> Any:
@@ -186,21 +217,13 @@ def _build_section(name: str, raw: Any) -> Any:
 
 
 def load_dict(raw: Mapping[str, Any]) -> Params:
-    """Build :class:`Params` from a nested mapping; unknown sections/keys are errors.
-
-    Sections of ``params.yaml`` that other stages read (for example ``pipeline``)
-    are ignored here: list them in ``IGNORED_SECTIONS``.
-    """
-    unknown = sorted(set(raw) - set(_SECTIONS) - {"seed"} - IGNORED_SECTIONS)
+    """Build :class:`Params` from a nested mapping; unknown sections/keys are errors."""
+    unknown = sorted(set(raw) - set(_SECTIONS) - set(_SCALARS))
     if unknown:
-        raise ValueError(f"unknown params section(s) {unknown}; known: {sorted(_SECTIONS)} and 'seed'")
+        raise ValueError(f"unknown params section(s) {unknown}; known: {sorted(_SECTIONS)} and {list(_SCALARS)}")
     kwargs: dict[str, Any] = {name: _build_section(name, raw.get(name)) for name in _SECTIONS}
-    if "seed" in raw:
-        kwargs["seed"] = raw["seed"]
+    kwargs.update({k: raw[k] for k in _SCALARS if k in raw})
     return Params(**kwargs)
-
-
-IGNORED_SECTIONS = {"profile", "profiles", "pipeline", "methods", "seeds", "sweeps"}
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,31 +260,28 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def apply_profile(raw: Mapping[str, Any], profile: str | None = None) -> dict[str, Any]:
-    """Merge the overlay ``raw["profiles"][profile]`` (default: ``raw["profile"]``) into ``raw``.
+def parse_overrides(text: str) -> dict[str, Any]:
+    """Parse ``"sparsify.sparsity=0.5,train.rounds=10"`` (values read as YAML scalars).
 
-    >>> apply_profile({"profile": "q", "train": {"rounds": 3}, "profiles": {"q": {"train": {"rounds": 1}}}})["train"]
-    {'rounds': 1}
+    >>> parse_overrides("sparsify.sparsity=0.5, data.partition=dirichlet")
+    {'sparsify.sparsity': 0.5, 'data.partition': 'dirichlet'}
+    >>> parse_overrides("")
+    {}
     """
-    name = raw.get("profile") if profile is None else profile
-    if name is None:
-        return dict(raw)
-    profiles = raw.get("profiles") or {}
-    if name not in profiles:
-        raise ValueError(f"profile {name!r} is not defined under 'profiles' (defined: {sorted(profiles)})")
-    return _merge(dict(raw), profiles[name] or {})
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        out[key.strip()] = yaml.safe_load(value.strip())
+    return out
 
 
-def load(path: str | Path = "params.yaml", *, profile: str | None = None,
-         overrides: Mapping[str, Any] | None = None) -> Params:
-    """Load ``params.yaml``, apply its profile overlay and optional dotted overrides.
-
-    Args:
-        path: the YAML file.
-        profile: overlay name under ``profiles``; None uses the file's ``profile`` key.
-        overrides: dotted keys applied last, e.g. ``{"train.rounds": 1}``.
-    """
-    raw = apply_profile(read_yaml(path), profile)
+def load(path: str | Path = "params.yaml", *, overrides: Mapping[str, Any] | str | None = None) -> Params:
+    """Load ``params.yaml`` plus optional dotted overrides (a mapping or ``"a.b=1,c.d=x"``)."""
+    raw = read_yaml(path)
+    if isinstance(overrides, str):
+        overrides = parse_overrides(overrides)
     if overrides:
         raw = with_overrides(raw, overrides)
     return load_dict(raw)

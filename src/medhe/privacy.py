@@ -472,3 +472,15 @@ def privacy_statement(
         "rng": "numpy PCG64 via explicit np.random.Generator (not cryptographically secure)",
         "caveats": list(CAVEATS),
     }
+
+
+def epsilon_curve(*, noise_multiplier: float, rounds: int, delta: float, sampling_rate: float = 1.0) -> list[dict]:
+    """Epsilon after each round 1..rounds, by RDP and PLD (for the privacy table and figure)."""
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    return [{"round": t, "noise_multiplier": noise_multiplier, "delta": delta, "sampling_rate": sampling_rate,
+             "epsilon_rdp": epsilon(noise_multiplier=noise_multiplier, sampling_rate=sampling_rate, rounds=t,
+                                    delta=delta, accountant="rdp"),
+             "epsilon_pld": epsilon(noise_multiplier=noise_multiplier, sampling_rate=sampling_rate, rounds=t,
+                                    delta=delta, accountant="pld")}
+            for t in range(1, rounds + 1)]

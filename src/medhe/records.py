@@ -110,8 +110,3 @@ def project_root(start: str | Path | None = None) -> Path:
         if (folder / "params.yaml").is_file():
             return folder
     raise FileNotFoundError(f"no params.yaml in {here} or any parent: open the notebook inside the medhe checkout")
-
-
-def run_dir(P: Any, *, method: str, seed: int, profile: str, root: str | Path = "results/runs") -> Path:
-    """``results/runs/<profile>/<dataset>-<model>-<method>-s<seed>``: parameters in the path."""
-    return Path(root) / profile / run_name(dataset=P.data.dataset, model=P.model.name, method=method, seed=seed)

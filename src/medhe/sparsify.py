@@ -371,3 +371,40 @@ class TopKSparsifier:
         self.last_sent_nnz = int(indices.shape[0])
         self.density_history.append(self.last_sent_nnz / self.size)
         return SparseUpdate(indices=indices, values=values, size=self.size)
+
+    def absorb(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """Add a correction to the error-feedback residual: ``residual[indices] += values``.
+
+        For what a transport lost after :meth:`compress`, e.g. the quantisation error of the BFV
+        transport (``BFVRoundResult.feedback``), so that ``sent_as_delivered + residual ==
+        update + old_residual`` still holds and nothing is lost over rounds. Values are cast to
+        the residual's dtype (that of the updates).
+
+        Without error feedback this is a documented no-op: nothing is carried over between
+        rounds, the transport's loss included (the ablation stays "no error feedback").
+
+        Args:
+            indices: 1-D integer positions in [0, size), strictly increasing (as a payload's).
+            values: finite floats, one per index.
+
+        Raises:
+            ValueError: on mismatched shapes, unsorted/duplicate or out-of-range indices, or a
+                non-finite value.
+        """
+        idx = np.asarray(indices)
+        vals = np.asarray(values)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise ValueError(f"indices must be a 1-D integer array, got dtype {idx.dtype}, shape {idx.shape}")
+        if vals.shape != idx.shape:
+            raise ValueError(f"values shape {vals.shape} differs from indices shape {idx.shape}")
+        if idx.size:
+            if idx[0] < 0 or idx[-1] >= self.size:
+                raise ValueError(f"indices must lie in [0, {self.size}), got {idx[0]}..{idx[-1]}")
+            if idx.size > 1 and not (np.diff(idx) > 0).all():
+                raise ValueError("indices must be strictly increasing (sorted and unique)")
+            _check_vector(vals.astype(np.float64, copy=False), name="values")
+        if not self.error_feedback or idx.size == 0:
+            return
+        if self._residual is None:
+            self._residual = np.zeros(self.size, dtype=self._dtype)
+        self._residual[idx] += vals.astype(self._residual.dtype, copy=False)

@@ -113,6 +113,7 @@ class CKKSTransport:
         per_slot = 1 if self.packing is None else self.packing.batch
         block = self.block_chunks * self.slots * per_slot  # values per block
         total = np.zeros(n, dtype=np.float64)
+        n_ciphertexts = 0
         for start in range(0, n, block):
             stop = min(n, start + block)
             sent = []
@@ -122,6 +123,7 @@ class CKKSTransport:
                 timings["encrypt"] += time.perf_counter() - t
                 ledger.add(chunks, round_=round_, client=i, direction="up", category="ciphertext")
                 sent.append(chunks)
+            n_ciphertexts += len(sent[0])
             t = time.perf_counter()
             agg = ckks.aggregate(self.server_ctx, sent)
             timings["aggregate"] += time.perf_counter() - t
@@ -131,6 +133,7 @@ class CKKSTransport:
             # every client decrypts the same broadcast; decrypted once here, timed for one client
             total[start:stop] = self._decrypt(agg, stop - start, bound, len(xs))
             timings["decrypt"] += time.perf_counter() - t
+        info["ciphertexts_per_client"] = float(n_ciphertexts)
         if union is None:
             mean = total.astype(np.float32)
         else:

@@ -115,10 +115,15 @@ def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: l
     return noise
 
 
-def load_inputs(P: Params, *, seed: int):
-    """Data set, client partition and model, ready for training."""
+def load_dataset(P: Params) -> data.Dataset:
+    """The data set ``P.data`` names (the split is fixed by ``P.seed``, not by the trial seed)."""
     options = {"druglib": {"raw_dir": P.data.raw_dir}, "breast_cancer": {"seed": P.seed}}.get(P.data.dataset, {})
-    ds = data.load(P.data.dataset, max_train=P.data.max_train, max_test=P.data.max_test, **options)
+    return data.load(P.data.dataset, max_train=P.data.max_train, max_test=P.data.max_test, **options)
+
+
+def load_inputs(P: Params, *, seed: int, dataset: data.Dataset | None = None):
+    """Data set (``dataset`` or the one ``P`` names), client partition and model, ready for training."""
+    ds = load_dataset(P) if dataset is None else dataset
     alpha = P.data.dirichlet_alpha if P.data.partition == "dirichlet" else None
     parts = data.partition(ds.y_train, scheme=P.data.partition, num_clients=P.data.num_clients,
                            alpha=alpha, seed=seed)
@@ -135,7 +140,7 @@ def _evaluate(bundle, test_inputs, y_test, P: Params) -> dict[str, float]:
 
 
 def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path | None = None,
-        progress: bool = True) -> RunResult:
+        progress: bool = True, dataset: data.Dataset | None = None) -> RunResult:
     """Run one federated training and (if ``out_dir``) write history.csv, metrics.json, run.json.
 
     Args:
@@ -144,6 +149,8 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         seed: overrides ``P.seed``; every random draw of the run derives from it.
         out_dir: folder for the results (created); None keeps results in memory only.
         progress: show a tqdm bar over clients and rounds.
+        dataset: train and test on this :class:`medhe.data.Dataset` instead of the one
+            ``P.data`` names (e.g. a shadow model's split for membership inference).
     """
     import torch
 
@@ -153,7 +160,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     wall0 = time.perf_counter()
     timer = _Timer()
     t = time.perf_counter()
-    ds, parts, bundle = load_inputs(P, seed=seed)
+    ds, parts, bundle = load_inputs(P, seed=seed, dataset=dataset)
     train_inputs, test_inputs = bundle.encode(ds.x_train), bundle.encode(ds.x_test)
     timer.add("setup", time.perf_counter() - t)
     w = model.get_flat(bundle.module)
@@ -202,6 +209,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
 
 def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weights, transport, ledger, timer, bar):
     payloads, infos = [], []
+    t_train = t_sparsify = 0.0
     for c in clients:
         t = time.perf_counter()
         model.set_flat(bundle.module, w)
@@ -209,10 +217,10 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
         stats = model.train_local(bundle.module, sub, ds.y_train[c.indices], epochs=P.train.local_epochs,
                                   batch_size=P.train.batch_size, lr=P.train.lr, seed=seed, client=c.cid, round_=r)
         delta = model.get_flat(bundle.module) - w
-        timer.add("local_training", time.perf_counter() - t)
+        t_train += time.perf_counter() - t
         t = time.perf_counter()
         payload, info = c.prepare(delta)
-        timer.add("sparsify_clip", time.perf_counter() - t)
+        t_sparsify += time.perf_counter() - t
         info.update(stats)
         payloads.append(payload)
         infos.append(info)
@@ -220,7 +228,8 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
             bar.update(1)
     noise = _noise_fn(spec, P, seed=seed, round_=r, weights=weights)
     res = transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=r)
-    for phase, sec in res.timings.items():
+    timings = {"local_training": t_train, "sparsify_clip": t_sparsify, **res.timings}
+    for phase, sec in timings.items():
         timer.add(phase, sec)
     row: dict[str, Any] = {
         "_weights": (w + res.mean_update).astype(np.float32),
@@ -229,7 +238,7 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
         "density": float(np.mean([i["density"] for i in infos])),
         "train_loss": float(np.mean([i["train_loss"] for i in infos])),
         "update_norm": float(np.mean([i["update_norm"] for i in infos])),
-        **{f"time_{k}": v for k, v in res.timings.items()},
+        **{f"time_{k}": v for k, v in timings.items()},
         **res.info,
     }
     for cat, n in ledger.breakdown(round_=r, direction="up").items():

@@ -1,0 +1,139 @@
+"""Figures, one function per figure: (tidy results frame) -> matplotlib Figure.
+
+Only the figures notebook calls these, and only on frames read from ``results/``:
+restyling a figure never retrains anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+STYLE = {"figure.dpi": 120, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+         "axes.spines.right": False, "font.size": 9}
+
+
+def _fig(width: float = 6.0, height: float = 3.4):
+    with plt.rc_context(STYLE):
+        return plt.subplots(figsize=(width, height))
+
+
+def bytes_per_method(comm: pd.DataFrame):
+    """Uplink bytes per client per round, per method, log scale; one bar group per model size."""
+    fig, ax = _fig()
+    groups = list(comm["group"].unique())
+    methods = list(dict.fromkeys(comm["method"]))
+    width = 0.8 / max(len(groups), 1)
+    for gi, group in enumerate(groups):
+        sub = comm[comm["group"] == group].groupby("method")["mib_up_per_client_round"].mean()
+        xs = [i + gi * width for i, m in enumerate(methods) if m in sub.index]
+        ax.bar(xs, [sub[m] for m in methods if m in sub.index], width=width, label=group)
+    ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(methods))], methods, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("MiB up per client per round (measured)")
+    ax.legend(title="model size", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bytes_vs_sparsity(sweep: pd.DataFrame):
+    """Measured uplink per client per round and macro-F1 against sparsity s."""
+    fig, ax = _fig()
+    for method, sub in sweep.groupby("method"):
+        ax.plot(sub["sparsity"], sub["mib_up_per_client_round"], marker="o", label=f"{method} bytes")
+    ax.set_xlabel("sparsity s (fraction dropped)")
+    ax.set_ylabel("MiB up per client per round")
+    ax.set_yscale("log")
+    ax2 = ax.twinx()
+    for method, sub in sweep.groupby("method"):
+        ax2.plot(sub["sparsity"], sub["f1_macro"], marker="s", ls="--", label=f"{method} macro-F1")
+    ax2.set_ylabel("macro-F1")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def metric_per_method(summary: pd.DataFrame, *, metrics=("accuracy", "f1_macro")):
+    """Mean and 95 % CI per method for each metric, with the majority-class baseline."""
+    fig, ax = _fig()
+    methods = list(dict.fromkeys(summary["method"]))
+    width = 0.8 / len(metrics)
+    for k, metric in enumerate(metrics):
+        sub = summary[summary["metric"] == metric].set_index("method").reindex(methods)
+        err = (sub["ci_high"] - sub["mean"]).fillna(0)
+        ax.bar([i + k * width for i in range(len(methods))], sub["mean"], width=width, yerr=err, capsize=3, label=metric)
+        base = summary[summary["metric"] == f"majority_{metric}"]
+        if len(base):
+            ax.axhline(float(base["mean"].mean()), ls=":", lw=1, color=f"C{k}", label=f"majority-class {metric}")
+    ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(methods))], methods, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test score (mean, 95 % CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def convergence(hist: pd.DataFrame):
+    """Test accuracy per round, mean over seeds, per method."""
+    fig, ax = _fig()
+    for method, sub in hist.groupby("method"):
+        curve = sub.groupby("round")["accuracy"].mean()
+        ax.plot(curve.index, curve.values, marker="o", label=method)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def epsilon_vs_rounds(eps: pd.DataFrame):
+    """Epsilon (RDP and PLD) against rounds for each noise multiplier."""
+    fig, ax = _fig()
+    for z, sub in eps.groupby("noise_multiplier"):
+        ax.plot(sub["round"], sub["epsilon_rdp"], marker="o", label=f"z={z:g} RDP")
+        ax.plot(sub["round"], sub["epsilon_pld"], marker="x", ls="--", label=f"z={z:g} PLD")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="epsilon = 1")
+    ax.set_yscale("log")
+    ax.set_xlabel("rounds (all clients every round)")
+    ax.set_ylabel("epsilon at delta")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def he_frontier(security: pd.DataFrame):
+    """Accepted CKKS sets: bytes per plaintext value (with the largest exact 8-bit packing) vs precision."""
+    fig, ax = _fig()
+    ok = security[security["accepted"].astype(bool)]
+    for row in ok.itertuples():
+        b = max(int(row.max_exact_batch_8bit), 1)
+        ax.scatter(row.max_abs_error_single, row.bytes_per_value, marker="o", color="C0")
+        ax.scatter(row.max_abs_error_single, row.bytes_per_value / b, marker="^", color="C1")
+        ax.annotate(f"N={row.poly_modulus_degree} {row.coeff_mod_bit_sizes}", (row.max_abs_error_single, row.bytes_per_value),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(4, color="k", ls=":", lw=0.8, label="plain float32 (4 B)")
+    ax.scatter([], [], marker="o", color="C0", label="one value per slot")
+    ax.scatter([], [], marker="^", color="C1", label="8-bit packed (largest exact B)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("max abs error of one encrypt/decrypt")
+    ax.set_ylabel("bytes per value (serialised)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write a PNG (creating folders) and close the figure."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return p

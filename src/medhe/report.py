@@ -1,0 +1,88 @@
+"""Stage-level tables: what the comm and stats notebooks compute from results files.
+
+Each function reads ``results/<profile>/...`` and returns named tidy frames; the notebook
+writes them. Groups that did not run in a profile are skipped, never invented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medhe import results, stats
+
+COMPARISONS = (("medhe", "fedavg"), ("he_only", "fedavg"), ("medhe_no_ef", "medhe"), ("medhe_no_adaptive", "medhe"),
+               ("medhe_no_packing", "medhe"), ("medhe_no_he", "medhe"), ("medhe_no_dp", "medhe"))
+
+
+def _group(profile: str, group: str, root: str | Path):
+    try:
+        return results.collect(profile, group, root=root), results.histories(profile, group, root=root)
+    except FileNotFoundError:
+        return None, None
+
+
+def comm_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.DataFrame]:
+    """``bytes`` (runs and papersize groups), ``sweep`` and ``scale`` tables, measured bytes only."""
+    out: dict[str, pd.DataFrame] = {}
+    frames = []
+    base = None
+    for group in ("runs", "papersize", "noniid"):
+        runs, hist = _group(profile, group, root)
+        if runs is not None:
+            table = results.comm_table(hist, runs).assign(group=group)
+            frames.append(table)
+            if group == "runs":
+                base = table
+    if frames:
+        out["bytes"] = pd.concat(frames, ignore_index=True)
+    runs, hist = _group(profile, "sweeps", root)
+    if runs is not None and base is not None:
+        out["sweep"] = results.sweep_table(runs, hist, base)
+    runs, hist = _group(profile, "scale", root)
+    if runs is not None:
+        out["scale"] = results.scale_table(runs, hist)
+    return out
+
+
+def stats_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.DataFrame]:
+    """``trials``, ``summary`` (mean, std ddof=1, 95 % CI), paired ``tests``, ``convergence`` tables."""
+    runs = results.collect(profile, "runs", root=root)
+    trials = results.trials_table(runs)
+    metrics = [m for m in (*results.TRIAL_METRICS, "wall_time_s") if m in trials.columns]
+    out = {"trials": trials, "summary": stats.summarise(trials, metrics=metrics)}
+    present = set(trials["method"])
+    tests = [stats.paired_tests(trials, a=a, b=b, metrics=["accuracy", "f1_macro", "f1_binary"])
+             for a, b in COMPARISONS if {a, b} <= present]
+    if tests:
+        out["tests"] = pd.concat(tests, ignore_index=True)
+    _, hist = _group(profile, "convergence", root)
+    if hist is not None:
+        out["convergence"] = results.convergence_table(hist)
+        out["convergence_history"] = hist[["method", "seed", "round", "accuracy", "f1_macro"]]
+    _, hist = _group(profile, "noniid", root)
+    if hist is not None:
+        out["noniid"] = hist[hist["round"] == hist["round"].max()][["method", "seed", "accuracy", "f1_macro"]]
+    return out
+
+
+def metrics_summary(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """A flat dict for ``dvc metrics show``: ``<method>.<metric>.mean`` and ``.std``."""
+    out: dict[str, float] = {}
+    for row in tables["summary"].itertuples():
+        out[f"{row.method}.{row.metric}.mean"] = row.mean
+        out[f"{row.method}.{row.metric}.std"] = row.std
+    return out
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[Path]:
+    """Write each table as ``<folder>/<name>.csv``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, df in tables.items():
+        p = folder / f"{name}.csv"
+        df.to_csv(p, index=False)
+        paths.append(p)
+    return paths

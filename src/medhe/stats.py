@@ -1,0 +1,83 @@
+"""Statistics over trials: mean, std, 95 % CI, paired t-test and Wilcoxon signed-rank.
+
+Inputs are tidy frames with one row per (method, seed) and one column per metric.
+``std`` is the sample standard deviation (``ddof=1``, as "mean +- std over 5 trials"
+is usually meant); the 95 % CI is Student-t based: mean +- t_{0.975, n-1} * std / sqrt(n).
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"method": ["a"] * 3, "seed": [1, 2, 3], "accuracy": [0.8, 0.9, 1.0]})
+>>> row = summarise(df, metrics=["accuracy"]).iloc[0]
+>>> round(row["mean"], 3), round(row["std"], 3), round(row["ci_high"], 3)
+(0.9, 0.1, 1.148)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+DDOF = 1
+
+
+def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"trial table lacks column(s) {missing}; it has {list(df.columns)}")
+
+
+def summarise(trials: pd.DataFrame, *, metrics: Sequence[str], by: str = "method",
+              confidence: float = 0.95) -> pd.DataFrame:
+    """Per group and metric: n, mean, std (ddof=1), t-based CI, min, max."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    _check_columns(trials, [by, *metrics])
+    rows = []
+    for key, group in trials.groupby(by, sort=False):
+        for metric in metrics:
+            x = group[metric].dropna().to_numpy(dtype=float)
+            n = int(x.size)
+            mean = float(np.mean(x)) if n else float("nan")
+            std = float(np.std(x, ddof=DDOF)) if n > 1 else float("nan")
+            half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
+            rows.append({by: key, "metric": metric, "n": n, "mean": mean, "std": std, "ddof": DDOF,
+                         "ci_low": mean - half, "ci_high": mean + half, "confidence": confidence,
+                         "min": float(np.min(x)) if n else float("nan"),
+                         "max": float(np.max(x)) if n else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str], by: str = "method",
+                 pair_on: str = "seed") -> pd.DataFrame:
+    """Paired comparison of methods ``a`` and ``b`` over the seeds both ran.
+
+    Per metric: number of pairs, mean difference (a - b), the paired t-test (two-sided,
+    ``scipy.stats.ttest_rel``) as the paper reports it, and the Wilcoxon signed-rank test
+    (exact two-sided; with 5 pairs its smallest possible p is 0.0625). Tests that cannot be
+    computed (fewer than 2 pairs, all differences zero) give NaN with a note.
+    """
+    _check_columns(trials, [by, pair_on, *metrics])
+    left = trials[trials[by] == a].set_index(pair_on)
+    right = trials[trials[by] == b].set_index(pair_on)
+    common = sorted(set(left.index) & set(right.index))
+    rows = []
+    for metric in metrics:
+        x = left.loc[common, metric].to_numpy(dtype=float)
+        y = right.loc[common, metric].to_numpy(dtype=float)
+        d = x - y
+        row = {"a": a, "b": b, "metric": metric, "n_pairs": len(common), "mean_a": float(np.mean(x)) if len(x) else np.nan,
+               "mean_b": float(np.mean(y)) if len(y) else np.nan, "mean_diff": float(np.mean(d)) if len(d) else np.nan,
+               "t": np.nan, "p_ttest": np.nan, "w": np.nan, "p_wilcoxon": np.nan, "note": ""}
+        if len(common) < 2:
+            row["note"] = "fewer than 2 paired trials"
+        elif np.all(d == 0):
+            row["note"] = "all paired differences are zero"
+        else:
+            t = sps.ttest_rel(x, y)
+            row.update(t=float(t.statistic), p_ttest=float(t.pvalue))
+            w = sps.wilcoxon(x, y, method="exact" if len(common) <= 25 else "auto")
+            row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue))
+        rows.append(row)
+    return pd.DataFrame(rows)

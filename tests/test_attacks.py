@@ -1,0 +1,312 @@
+"""Membership inference: ROC maths vs scikit-learn, scores, the calibration protocol, LiRA, and a sanity band."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from medhe import attacks as A
+from medhe import data, params
+from medhe import rng as rngmod
+from medhe.attacks import scores
+
+
+def _two_class_proba(conf: np.ndarray) -> np.ndarray:
+    return np.column_stack([conf, 1 - conf])  # label 0 is the true label everywhere below
+
+
+# ------------------------------------------------------------------ ROC maths (golden vs sklearn)
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize("case", range(6))
+def test_roc_curve_and_auc_match_sklearn(case: int) -> None:
+    # Prepare: with ties (rounded scores) and without
+    g = rngmod.generator(case, "test-roc")
+    n = int(g.integers(5, 200))
+    y = g.random(n) < 0.4
+    y[:2] = [True, False]
+    s = g.normal(size=n) + y
+    if case % 2:
+        s = np.round(s, 1)
+    # Execute
+    fpr, tpr, thr = A.roc_curve(s, y)
+    sk_fpr, sk_tpr, sk_thr = sk_roc_curve(y, s, drop_intermediate=False)
+    # Assert
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    np.testing.assert_allclose(thr[1:], sk_thr[1:])
+    assert A.roc_auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    for target in (0.01, 0.05, 0.2, 0.5):
+        expected = sk_tpr[sk_fpr <= target].max() if target >= sk_fpr[sk_fpr > 0].min() else math.nan
+        got = A.tpr_at_fpr(fpr, tpr, target=target)
+        assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)
+
+
+def test_tpr_at_unresolvable_fpr_is_nan_with_warning() -> None:
+    # 150 evaluation non-members: FPR resolution 1/150, so 1 % resolves and 0.1 % does not
+    s = np.r_[np.linspace(1, 2, 300), np.linspace(0, 1.5, 300)]
+    y = np.r_[np.ones(300, bool), np.zeros(300, bool)]
+    split = A.membership_split(300, 300, seed=0)
+    res = A.evaluate_scores("x", s, y, split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=50))
+    assert not math.isnan(res.tpr_at_fpr[0.01]) and math.isnan(res.tpr_at_fpr[0.001])
+    assert any("FPR 0.001 not resolvable: 150 evaluation non-members" in w for w in res.warnings)
+
+
+def test_fit_threshold_and_balanced_accuracy_by_hand() -> None:
+    s = np.array([0.1, 0.2, 0.35, 0.4, 0.8, 0.9])
+    y = np.array([0, 0, 1, 0, 1, 1], bool)
+    t = A.fit_threshold(s, y)
+    # TPR - FPR is 2/3 at both 0.8 (TPR 2/3, FPR 0) and 0.35 (TPR 1, FPR 1/3); ties go to the
+    # higher threshold, placed halfway to the next distinct score 0.4
+    assert t == pytest.approx(0.6)
+    assert A.balanced_accuracy(s >= t, y) == pytest.approx((2 / 3 + 1) / 2)
+
+
+# ------------------------------------------------------------------ scores
+
+
+def test_modified_entropy_matches_hand_computation() -> None:
+    # Mentr([0.7, 0.2, 0.1], y=0) = -(0.3) ln 0.7 - 0.2 ln 0.8 - 0.1 ln 0.9
+    lp = scores.log_proba_from_proba(np.array([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]]))
+    got = scores.modified_entropy(lp, np.array([0, 2]))
+    assert got[0] == pytest.approx(-0.3 * np.log(0.7) - 0.2 * np.log(0.8) - 0.1 * np.log(0.9), rel=1e-12)
+    # y = 2: -(1 - 0.1) ln 0.1 - 0.7 ln 0.3 - 0.2 ln 0.8
+    assert got[1] == pytest.approx(-0.9 * np.log(0.1) - 0.7 * np.log(0.3) - 0.2 * np.log(0.8), rel=1e-12)
+
+
+def test_scores_from_logits_do_not_tie_when_probabilities_saturate() -> None:
+    logits = np.array([[60.0, 0.0], [50.0, 0.0], [40.0, 0.0]])
+    lp = scores.log_softmax(logits)
+    assert np.all(np.exp(lp[:, 0]).astype(np.float32) == 1.0)  # saturated as probabilities
+    for s in (scores.confidence_score(lp, np.zeros(3, int)), scores.entropy_score(lp),
+              scores.modified_entropy_score(lp, np.zeros(3, int))):
+        assert np.all(np.diff(s) < 0), s  # strictly ordered: more confident = more member-like
+    np.testing.assert_allclose(scores.logit_confidence(lp, np.zeros(3, int)), [60, 50, 40])
+
+
+@pytest.mark.parametrize("a", [2.0, 4.0])
+def test_confidence_attack_auc_near_analytic_value(a: float) -> None:
+    # Members' confidence ~ Beta(a, 1), non-members' ~ U(0, 1) = Beta(1, 1):
+    # AUC = P(X > U) = E[X] = a / (a + 1).
+    g = rngmod.generator(7, "test-beta")
+    n = 4000
+    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(a, 1, n)), labels_members=np.zeros(n, int),
+                                   proba_nonmembers=_two_class_proba(g.uniform(size=n)),
+                                   labels_nonmembers=np.zeros(n, int))
+    split = A.membership_split(n, n, seed=0)
+    res = A.run_attacks(inp, calibration=split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=200))
+    conf = next(r for r in res if r.attack == "confidence")
+    assert conf.auc == pytest.approx(a / (a + 1), abs=0.02)
+    assert conf.auc_ci[0] < a / (a + 1) < conf.auc_ci[1]
+    # best balanced accuracy: threshold t* = (1/a)^(1/(a-1)), BA = (1 - t*^a + t*) / 2
+    t = (1 / a) ** (1 / (a - 1))
+    assert conf.success_rate == pytest.approx((1 - t**a + t) / 2, abs=0.03)
+    assert all(0 <= r.success_rate <= 1 for r in res)
+
+
+# ------------------------------------------------------------------ protocol
+
+
+def test_membership_split_is_balanced_seeded_and_half_half() -> None:
+    s1 = A.membership_split(455, 114, seed=3)
+    s2 = A.membership_split(455, 114, seed=3)
+    assert len(s1.members) == len(s1.nonmembers) == 114
+    assert len(np.unique(s1.members)) == 114 and s1.members.max() < 455
+    np.testing.assert_array_equal(s1.members, s2.members)
+    np.testing.assert_array_equal(s1.calibration, s2.calibration)
+    cal, m = s1.calibration, s1.is_member
+    assert cal[m].sum() == cal[~m].sum() == 57
+    assert not np.array_equal(A.membership_split(455, 114, seed=4).members, s1.members)
+
+
+def test_thresholds_are_fit_on_calibration_only() -> None:
+    # Calibration says "member iff score >= 0.5"; the evaluation split is arranged so that
+    # a threshold fitted on it would be 2.5 and score perfectly. We must report 0.5's result.
+    cal_s = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    cal_y = np.array([0, 0, 0, 1, 1, 1], bool)
+    ev_s = np.array([1.0, 2.0, 2.2, 3.0, 3.5, 4.0])
+    ev_y = np.array([0, 0, 0, 1, 1, 1], bool)
+    s, y = np.r_[cal_s, ev_s], np.r_[cal_y, ev_y]
+    cal = np.r_[np.ones(6, bool), np.zeros(6, bool)]
+    res = A.evaluate_scores("x", s, y, cal, seed=0, config=A.MIAConfig(n_bootstrap=20))
+    assert res.threshold == pytest.approx(0.5)
+    assert res.success_rate == pytest.approx(0.5)  # everybody in eval is predicted member
+    assert res.auc == 1.0  # the threshold-free metric sees the separation
+
+
+def test_attack_models_never_see_evaluation_labels() -> None:
+    # Permuting the evaluation split's membership labels must not move any threshold or
+    # any learned-attack score: fitting only reads calibration records.
+    g = rngmod.generator(1, "test-perm")
+    n = 60
+    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(3, 1, n)), labels_members=np.zeros(n, int),
+                                   proba_nonmembers=_two_class_proba(g.beta(1, 1, n)),
+                                   labels_nonmembers=np.zeros(n, int))
+    split = A.membership_split(n, n, seed=0)
+    logp, labels, is_member = inp.stacked()
+    feats = scores.attack_features(logp, labels)
+    base = A.learned_attack_scores(feats, is_member, split.calibration)
+    shuffled = is_member.copy()
+    ev = np.flatnonzero(~split.calibration)
+    shuffled[ev] = g.permutation(shuffled[ev])
+    np.testing.assert_array_equal(A.learned_attack_scores(feats, shuffled, split.calibration), base)
+    for s in (scores.confidence_score(logp, labels), scores.entropy_score(logp)):
+        t1 = A.evaluate_scores("x", s, is_member, split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=10))
+        t2 = A.evaluate_scores("x", s, shuffled, split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=10))
+        assert t1.threshold == t2.threshold
+
+
+def test_suspiciously_low_auc_is_flagged() -> None:
+    g = rngmod.generator(2, "test-low")
+    n = 200
+    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(1, 3, n)), labels_members=np.zeros(n, int),
+                                   proba_nonmembers=_two_class_proba(g.beta(3, 1, n)),
+                                   labels_nonmembers=np.zeros(n, int))
+    split = A.membership_split(n, n, seed=0)
+    res = A.run_attacks(inp, calibration=split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=10))
+    conf = next(r for r in res if r.attack == "confidence")
+    assert conf.auc < 0.4 and conf.warnings[0].startswith("suspiciously low AUC")
+
+
+def test_run_attacks_is_deterministic_per_seed() -> None:
+    g = rngmod.generator(5, "test-det")
+    n = 80
+    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(2, 1, n)), labels_members=np.zeros(n, int),
+                                   proba_nonmembers=_two_class_proba(g.beta(1, 1, n)),
+                                   labels_nonmembers=np.zeros(n, int))
+    split = A.membership_split(n, n, seed=0)
+    cfg = A.MIAConfig(n_bootstrap=100)
+    a, b, c = (A.run_attacks(inp, calibration=split.calibration, seed=s, config=cfg) for s in (0, 0, 1))
+    assert [r.to_row() for r in a] == [r.to_row() for r in b]
+    assert [r.success_ci for r in a] != [r.success_ci for r in c]  # only the bootstrap depends on the seed
+
+
+# ------------------------------------------------------------------ LiRA maths
+
+
+def test_shadow_assignment_is_balanced_per_record() -> None:
+    a = A.shadow_assignment(50, n_shadows=6, keep=0.5, rng=rngmod.generator(0, "t"))
+    assert a.shape == (6, 50) and (a.sum(axis=0) == 3).all()
+
+
+def test_lira_scores_match_gaussian_formulas() -> None:
+    g = rngmod.generator(3, "test-lira")
+    phi = g.normal(size=(6, 4))
+    inside = A.shadow_assignment(4, n_shadows=6, keep=0.5, rng=g)
+    target = g.normal(size=4)
+    off = A.lira_offline(target, phi, inside, fixed_variance=False)
+    on = A.lira_online(target, phi, inside, fixed_variance=False)
+    for j in range(4):
+        o, i = phi[~inside[:, j], j], phi[inside[:, j], j]
+        assert off[j] == pytest.approx((target[j] - o.mean()) / o.std(ddof=1))
+        expected = norm.logpdf(target[j], i.mean(), i.std(ddof=1)) - norm.logpdf(target[j], o.mean(), o.std(ddof=1))
+        assert on[j] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: A.roc_curve(np.zeros(3), np.array([True, False])), "equal length"),
+    (lambda: A.AttackInput.from_proba(proba_members=np.array([[0.5, 0.6], [0.5, 0.5]]), labels_members=[0, 1],
+                                      proba_nonmembers=np.array([[0.5, 0.5], [0.5, 0.5]]), labels_nonmembers=[0, 1]),
+     "sums to 1.1"),
+    (lambda: A.AttackInput.from_proba(proba_members=np.full((3, 2), 0.5), labels_members=[0, 1],
+                                      proba_nonmembers=np.full((2, 2), 0.5), labels_nonmembers=[0, 1]),
+     "labels_members must be 1-D with 3"),
+    (lambda: A.MIAConfig(n_shadows=0), "n_shadows=0"),
+    (lambda: A.MIAConfig(fpr_targets=(0.01, 1.0)), "target=1.0"),
+    (lambda: A.tpr_at_fpr(np.array([0.0, 1.0]), np.array([0.0, 1.0]), target=0.0), "target=0.0"),
+    (lambda: A.MIAConfig(calibration_fraction=1.0), "calibration_fraction=1.0"),
+    (lambda: A.shadow_assignment(10, n_shadows=1, keep=0.5, rng=np.random.default_rng(0)), "n_shadows=1"),
+])
+def test_bad_inputs_raise_value_error_naming_the_value(call, name: str) -> None:
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+        call()
+
+
+# ------------------------------------------------------------------ sanity on a real federated run
+
+
+@pytest.fixture(scope="module")
+def noisy_breast_cancer():
+    """40 members / 40 non-members / 40 other records of breast_cancer with 30 % flipped labels.
+
+    On clean breast_cancer the MLP generalises almost perfectly (non-member accuracy
+    ~0.97) and the threshold attacks sit at AUC ~0.5 even after 100 % training
+    accuracy; label noise forces memorisation, the textbook setting where MIA must work.
+    """
+    from medhe.fl.simulate import load_dataset
+
+    P = params.load_dict({"data": {"dataset": "breast_cancer", "num_clients": 1},
+                          "model": {"name": "mlp", "hidden": 64},
+                          "train": {"rounds": 1, "local_epochs": 60, "batch_size": 8, "lr": 3e-2}})
+    full = load_dataset(P)
+    g = rngmod.generator(0, "test-sanity")
+    y = full.y_train.copy()
+    flip = g.random(len(y)) < 0.3
+    y[flip] = 1 - y[flip]
+    a, b, c = np.split(g.permutation(len(y))[:120], 3)
+
+    def subset(tr: np.ndarray, te: np.ndarray) -> data.Dataset:
+        return data.Dataset(name="bc-noisy", kind="tabular", x_train=full.x_train[tr], y_train=y[tr],
+                            x_test=full.x_train[te], y_test=y[te], label_names=full.label_names)
+
+    return P, subset(a, b), subset(c, b)
+
+
+def test_overfit_model_leaks_and_untrained_model_does_not(noisy_breast_cancer, tmp_path) -> None:
+    from medhe import fl
+
+    P, target_ds, control_ds = noisy_breast_cancer
+    cfg = A.MIAConfig(n_shadows=2, n_bootstrap=200)
+    # Execute: the full pipeline on the overfit target (4 shadows: 2 offline, 2 online) ...
+    report = A.evaluate_run(P, method="fedavg", seed=1, dataset=target_ds, config=cfg)
+    # ... and the same members / non-members against a model trained on other records
+    control = fl.run(P, method="fedavg", seed=1, progress=False, dataset=control_ds)
+    split = A.membership_split(40, 40, seed=1)
+    inp = A.attack_input(P, control.final_weights, dataset=target_ds, split=split, seed=1)
+    control_res = A.run_attacks(inp, calibration=split.calibration, seed=1, config=cfg)
+    # Assert
+    auc = {r.attack: r.auc for r in report.results}
+    print("target AUC", auc, "control AUC", {r.attack: r.auc for r in control_res})
+    assert report.info["member_accuracy"] == 1.0  # memorised, noisy labels included
+    assert auc["confidence"] >= 0.75 and auc["modified_entropy"] >= 0.75
+    assert auc["lira_offline"] >= 0.65 and auc["lira_online"] >= 0.65
+    control_auc = {r.attack: r.auc for r in control_res}
+    assert all(0.3 <= v <= 0.7 for v in control_auc.values()), control_auc
+    for attack in ("confidence", "modified_entropy", "learned_logistic"):
+        assert auc[attack] >= control_auc[attack] + 0.15, attack
+    assert report.worst_case().success_rate >= 0.65
+    # Results on disk: CSV + JSON only, with the agreed columns
+    paths = A.write_report(report, tmp_path)
+    frame = report.to_frame()
+    for col in ("method", "seed", "attack", "success_rate", "ci_low", "ci_high", "auc", "auc_ci_low", "auc_ci_high",
+                "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "n_members", "n_nonmembers", "warnings"):
+        assert col in frame.columns
+    assert set(frame["attack"]) == {*A.PAPER_ATTACKS, "lira_offline", "lira_online"}
+    roc = report.roc_frame()
+    assert list(roc.columns) == ["method", "seed", "attack", "fpr", "tpr"] and roc["fpr"].between(0, 1).all()
+    summary = json.loads(paths["mia.json"].read_text())["summary"]
+    assert summary["worst_case_attack"] in A.PAPER_ATTACKS
+    assert paths["mia.csv"].read_text().startswith("method,seed,attack")
+
+
+def test_evaluate_run_is_deterministic_and_rejects_a_result_from_another_run(noisy_breast_cancer) -> None:
+    from medhe import fl
+
+    P, target_ds, _ = noisy_breast_cancer
+    res = fl.run(P, method="fedavg", seed=2, progress=False, dataset=target_ds)
+    cfg = A.MIAConfig(lira=(), n_bootstrap=100)
+    first, second = (A.evaluate_run(P, method="fedavg", seed=2, dataset=target_ds, result=res, config=cfg)
+                     for _ in range(2))
+    assert first.to_frame().equals(second.to_frame()) and first.roc_frame().equals(second.roc_frame())
+    with pytest.raises(ValueError, match="seed"):
+        A.evaluate_run(P, method="fedavg", seed=1, dataset=target_ds, result=res, config=cfg)

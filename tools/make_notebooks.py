@@ -1,0 +1,135 @@
+"""Write the pipeline's source notebooks (clean: no outputs). Run: python tools/make_notebooks.py
+
+The notebooks are thin on purpose: a parameters cell, params.load, a few medhe calls, a look
+at the results. Editing them in Jupyter is fine too; this script is how they were first made.
+"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HEAD = ("import os\nfrom medhe import params, records\nos.chdir(records.project_root())\n"
+        "P = params.load(params_file)\nbase = f\"results/{P.profile}\"")
+
+
+def notebook(cells):
+    nb = nbf.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    for kind, src, *tags in cells:
+        cell = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    return nb
+
+
+NOTEBOOKS = {
+    "10_data": [
+        ("md", "# 10 · Data\n\nWhich records the profile trains on, their labels and the client split. Writes\n"
+               "`results/<profile>/data/summary.json` and `results/<profile>/config.json` (the configuration the ledger cites)."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "from medhe import data\nfrom medhe.fl.simulate import load_dataset\n"
+                 "ds = load_dataset(P)\nalpha = P.data.dirichlet_alpha if P.data.partition == \"dirichlet\" else None\n"
+                 "parts = data.partition(ds.y_train, scheme=P.data.partition, num_clients=P.data.num_clients, alpha=alpha, seed=P.seed)\n"
+                 "summary = {**data.summary(ds), \"partition\": P.data.partition, \"client_sizes\": [len(p) for p in parts]}\n"
+                 "records.write_json(f\"{base}/data/summary.json\", summary)\nsummary"),
+        ("code", "config = {\"profile\": P.profile, \"dataset\": P.data.dataset, \"model\": P.model.name, \"max_length\": P.model.max_length,\n"
+                 "          \"num_clients\": P.data.num_clients, \"rounds\": P.train.rounds, \"local_epochs\": P.train.local_epochs,\n"
+                 "          \"seeds\": list(P.pipeline.seeds), \"methods\": list(P.pipeline.methods),\n"
+                 "          \"ckks\": f\"N={P.ckks.poly_modulus_degree} {list(P.ckks.coeff_mod_bit_sizes)} 2^{P.ckks.scale_bits}\",\n"
+                 "          \"dp\": P.to_dict()[\"dp\"], \"sparsify\": P.to_dict()[\"sparsify\"], \"params_digest\": P.digest()}\n"
+                 "records.write_json(f\"{base}/config.json\", config)\nconfig"),
+    ],
+    "20_train": [
+        ("md", "# 20 · One federated training run\n\nOne method × one seed (plus optional overrides for sweeps). Writes `history.csv`,\n"
+               "`metrics.json`, `run.json` and `bytes.csv` into `results/<profile>/<group>/<tag><method>_s<seed>/`."),
+        ("code", "params_file = \"params.yaml\"\nmethod = \"fedavg\"\nseed = 42\ngroup = \"runs\"\ntag = \"\"\n"
+                 "overrides = \"\"  # e.g. \"sparsify.sparsity=0.5,train.rounds=10\"\nout_dir = \"\"  # empty: derived from the above", "parameters"),
+        ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, records, results\nos.chdir(records.project_root())\n"
+                 "P = params.load(params_file, overrides=overrides)\n"
+                 "out_dir = out_dir or str(results.run_path(P.profile, group, method=method, seed=seed, tag=tag))\nout_dir"),
+        ("code", "result = fl.run(P, method=method, seed=seed, out_dir=out_dir)"),
+        ("code", "history = pd.DataFrame(result.history)\nhistory.filter(regex=\"^(round|accuracy|f1_|majority|bytes_up_per|bytes_down_per|density|epsilon)\")"),
+        ("code", "pd.Series(result.record[\"time_per_phase_s\"], name=\"seconds\")"),
+    ],
+    "30_security": [
+        ("md", "# 30 · CKKS security parameters\n\nEvery parameter set the paper or the pipeline uses: the HE standard's security level,\n"
+               "accepted or refused (refused sets never reach TenSEAL), ciphertext bytes, measured precision and exact packing."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "import pandas as pd\nfrom medhe import rng\nfrom medhe.ckks.table import security_table\n"
+                 "table = pd.DataFrame(security_table(rng=rng.generator(P.seed, \"security-table\")))\n"
+                 "os.makedirs(f\"{base}/security\", exist_ok=True)\ntable.to_csv(f\"{base}/security/params.csv\", index=False)\n"
+                 "table.drop(columns=[\"reason\"])"),
+        ("code", "table.loc[~table[\"accepted\"], [\"label\", \"reason\"]].to_dict(\"records\")"),
+    ],
+    "40_privacy": [
+        ("md", "# 40 · Differential privacy\n\nEpsilon of the client-level Gaussian mechanism (dp-accounting, RDP and PLD) for the\n"
+               "configured noise multiplier, and the multiplier needed for the target epsilon; the privacy statement."),
+        ("code", "params_file = \"params.yaml\"\ntarget_epsilon = 1.0", "parameters"),
+        ("code", HEAD),
+        ("code", "import pandas as pd\nfrom medhe import privacy\nrounds = max(P.train.rounds, P.pipeline.convergence_rounds)\n"
+                 "needed = {acc: privacy.noise_for_epsilon(target_epsilon=target_epsilon, sampling_rate=1.0, rounds=P.train.rounds,\n"
+                 "                                        delta=P.dp.delta, accountant=acc) for acc in (\"rdp\", \"pld\")}\n"
+                 "curves = [privacy.epsilon_curve(noise_multiplier=z, rounds=rounds, delta=P.dp.delta)\n"
+                 "          for z in (P.dp.noise_multiplier, needed[\"rdp\"])]\n"
+                 "eps = pd.DataFrame([row for curve in curves for row in curve])\n"
+                 "os.makedirs(f\"{base}/privacy\", exist_ok=True)\neps.to_csv(f\"{base}/privacy/epsilon.csv\", index=False)\neps"),
+        ("code", "statement = privacy.privacy_statement(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm,\n"
+                 "                                     num_clients=P.data.num_clients, rounds=P.train.rounds, delta=P.dp.delta)\n"
+                 "statement[\"noise_multiplier_for_target\"] = {\"target_epsilon\": target_epsilon, **needed}\n"
+                 "records.write_json(f\"{base}/privacy/statement.json\", statement)\nstatement"),
+    ],
+    "50_comm": [
+        ("md", "# 50 · Communication\n\nMeasured bytes (every message serialised and counted) per method, for the embedded model\n"
+               "(`runs`) and the paper-sized model (`papersize`, distilbert-arch, 66,955,010 parameters); the sparsity sweep and the\n"
+               "client-count sweep."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "from medhe import report\ntables = report.comm_tables(P.profile)\nreport.write_tables(tables, f\"{base}/comm\")\nsorted(tables)"),
+        ("code", "tables[\"bytes\"][[\"group\", \"method\", \"seed\", \"num_params\", \"mib_up_per_client_round\", \"mib_down_per_client_round\",\n"
+                 "                 \"mib_up_round_all_clients\"]].groupby([\"group\", \"method\"]).mean(numeric_only=True)"),
+    ],
+    "80_stats": [
+        ("md", "# 80 · Statistics over trials\n\nMean, std (ddof=1) and 95 % CI per method; paired t-test and Wilcoxon signed-rank\n"
+               "(MedHE vs FedAvg as the paper does, and each ablation vs MedHE); convergence rounds."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "from medhe import report\ntables = report.stats_tables(P.profile)\nreport.write_tables(tables, f\"{base}/stats\")\n"
+                 "records.write_json(f\"{base}/stats/metrics.json\", report.metrics_summary(tables))\n"
+                 "tables[\"summary\"].pivot(index=\"method\", columns=\"metric\", values=\"mean\")"),
+        ("code", "tables.get(\"tests\")"),
+    ],
+    "90_figures": [
+        ("md", "# 90 · Figures\n\nThe only writer of `figures/`; reads only `results/`."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD + "\nfigdir = f\"figures/{P.profile}\""),
+        ("code", "import pandas as pd\nfrom medhe import plots\n"
+                 "plots.save(plots.bytes_per_method(pd.read_csv(f\"{base}/comm/bytes.csv\")), f\"{figdir}/bytes_per_method.png\")\n"
+                 "plots.save(plots.bytes_vs_sparsity(pd.read_csv(f\"{base}/comm/sweep.csv\")), f\"{figdir}/bytes_vs_sparsity.png\")\n"
+                 "plots.save(plots.metric_per_method(pd.read_csv(f\"{base}/stats/summary.csv\")), f\"{figdir}/accuracy_f1.png\")\n"
+                 "plots.save(plots.convergence(pd.read_csv(f\"{base}/stats/convergence_history.csv\")), f\"{figdir}/convergence.png\")\n"
+                 "plots.save(plots.epsilon_vs_rounds(pd.read_csv(f\"{base}/privacy/epsilon.csv\")), f\"{figdir}/epsilon.png\")\n"
+                 "plots.save(plots.he_frontier(pd.read_csv(f\"{base}/security/params.csv\")), f\"{figdir}/he_frontier.png\")\n"
+                 "sorted(os.listdir(figdir))"),
+    ],
+    "95_claims": [
+        ("md", "# 95 · Claims ledger\n\nFor every claim of the paper: claimed (from `claims/paper.yaml`), measured (from `results/`),\n"
+               "the configuration, the source file and a verdict by the rule stated next to it."),
+        ("code", "params_file = \"params.yaml\"\nclaims_file = \"claims/paper.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "from medhe import claims\nledger = claims.build_ledger(claims_file, root=\"results\", profile=P.profile)\n"
+                 "table = claims.to_frame(ledger)\ntable.to_csv(f\"{base}/claims.csv\", index=False)\n"
+                 "records.write_json(f\"{base}/claims.json\", table.to_dict(\"records\"))\n"
+                 "open(f\"{base}/claims.md\", \"w\").write(claims.to_markdown(ledger))\n"
+                 "table[[\"id\", \"measured\", \"verdict\"]]"),
+    ],
+}
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    for name, cells in NOTEBOOKS.items():
+        nbf.write(notebook(cells), root / f"{name}.ipynb")
+        print("wrote", root / f"{name}.ipynb")
