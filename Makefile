@@ -4,6 +4,7 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PROFILE ?= quick
 STAMP  := $(VENV)/.medhe-installed
 
 .PHONY: setup repro test test-fast bench clean-venv
@@ -23,6 +24,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $(STAMP)
 
 repro: setup
+	@test -f profiles/$(PROFILE).yaml || { echo "no profile '$(PROFILE)': choose one of $$(ls profiles | sed 's/.yaml//' | tr '\n' ' ')"; exit 1; }
+	cp profiles/$(PROFILE).yaml params.yaml
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 dvc repro
 
 test: setup

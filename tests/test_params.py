@@ -1,4 +1,4 @@
-"""params.yaml <-> dataclasses, profiles, overrides and boundary checks."""
+"""params.yaml, the profiles and dvc.yaml agree with the dataclasses; boundary checks name the value."""
 
 from __future__ import annotations
 
@@ -10,36 +10,51 @@ import yaml
 from medhe import params
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
 
 
-def test_params_yaml_loads_for_every_profile():
+def test_every_profile_loads_and_names_itself():
+    assert {p.stem for p in PROFILES} >= {"quick", "full", "paper", "smoke"}
+    for path in PROFILES:
+        assert params.load(path).profile == path.stem
+
+
+def test_profiles_have_exactly_the_dataclass_fields():
+    for path in PROFILES:
+        raw = params.read_yaml(path)
+        assert set(raw) == set(params._SECTIONS) | set(params._SCALARS), path.name
+        for section, cls in params._SECTIONS.items():
+            assert set(raw[section]) == {f.name for f in params.fields(cls)}, f"{path.name}: {section}"
+
+
+def test_params_yaml_is_one_of_the_profiles():
+    text = (ROOT / "params.yaml").read_text()
+    assert any(text == p.read_text() for p in PROFILES), "params.yaml must be a copy of a profiles/*.yaml"
+
+
+def test_dvc_stages_read_only_existing_params_and_methods():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     raw = params.read_yaml(ROOT / "params.yaml")
-    for name in raw["profiles"]:
-        p = params.load(ROOT / "params.yaml", profile=name)
-        assert p.seed == raw["seed"]
+    for name, stage in dvc["stages"].items():
+        for key in stage.get("params", []):
+            node = raw
+            for part in key.split("."):
+                assert part in node, f"stage {name!r} lists param {key!r}, which params.yaml lacks"
+                node = node[part]
+    from medhe.fl.methods import METHODS
 
-
-def test_params_yaml_sections_match_dataclass_fields():
-    raw = params.read_yaml(ROOT / "params.yaml")
-    for section, cls in params._SECTIONS.items():
-        fields = {f.name for f in params.fields(cls)}
-        assert set(raw[section]) == fields, f"params.yaml section {section!r} differs from {cls.__name__}"
-
-
-def test_quick_profile_overrides_defaults():
-    p = params.load(ROOT / "params.yaml", profile="quick")
-    full = params.load(ROOT / "params.yaml", profile="full")
-    assert p.model.max_length < full.model.max_length
-
-
-def test_unknown_profile_is_an_error():
-    with pytest.raises(ValueError, match="profile 'nope' is not defined"):
-        params.load(ROOT / "params.yaml", profile="nope")
+    for path in PROFILES:
+        pipe = params.load(path).pipeline
+        for field in ("methods", "sweep_methods", "convergence_methods", "noniid_methods", "scale_methods",
+                      "paper_size_methods"):
+            unknown = set(getattr(pipe, field)) - set(METHODS)
+            assert not unknown, f"{path.name}: pipeline.{field} names unknown methods {unknown}"
 
 
 @pytest.mark.parametrize("raw, match", [
     ({"sparsify": {"sparsity": 1.5}}, r"sparsify.sparsity must be in \[0, 1\), got 1.5"),
     ({"sparsify": {"sparsity": -0.1}}, "got -0.1"),
+    ({"sparsify": {"alignment": "own"}}, "sparsify.alignment"),
     ({"dp": {"noise_multiplier": -1}}, "dp.noise_multiplier must be >= 0, got -1"),
     ({"dp": {"delta": 1.0}}, "dp.delta"),
     ({"train": {"rounds": 0}}, "train.rounds must be an integer >= 1, got 0"),
@@ -48,6 +63,8 @@ def test_unknown_profile_is_an_error():
     ({"data": {"num_clients": 0}}, "data.num_clients"),
     ({"model": {"name": "gpt"}}, "model.name must be one of"),
     ({"ckks": {"poly_modulus_degree": 1000}}, "power of two"),
+    ({"pipeline": {"sweep_sparsity": [0.5, 1.2]}}, "pipeline.sweep_sparsity"),
+    ({"profile": "../etc"}, "profile must be a simple name"),
     ({"train": {"rouns": 3}}, r"unknown key\(s\) \['rouns'\]"),
     ({"trian": {}}, r"unknown params section\(s\) \['trian'\]"),
 ])
@@ -61,8 +78,14 @@ def test_overrides_and_digest(tmp_path):
     path.write_text(yaml.safe_dump({"train": {"rounds": 3}}))
     a = params.load(path)
     b = params.load(path, overrides={"train.rounds": 1})
-    assert (a.train.rounds, b.train.rounds) == (3, 1)
+    c = params.load(path, overrides="train.rounds=1, sparsify.sparsity=0.5")
+    assert (a.train.rounds, b.train.rounds, c.train.rounds, c.sparsify.sparsity) == (3, 1, 1, 0.5)
     assert a.digest() != b.digest() and a.digest() == params.load(path).digest()
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ValueError, match="section.key=value"):
+        params.parse_overrides("train.rounds")
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

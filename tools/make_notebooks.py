@@ -46,11 +46,17 @@ NOTEBOOKS = {
         ("md", "# 20 · One federated training run\n\nOne method × one seed (plus optional overrides for sweeps). Writes `history.csv`,\n"
                "`metrics.json`, `run.json` and `bytes.csv` into `results/<profile>/<group>/<tag><method>_s<seed>/`."),
         ("code", "params_file = \"params.yaml\"\nmethod = \"fedavg\"\nseed = 42\ngroup = \"runs\"\ntag = \"\"\n"
-                 "overrides = \"\"  # e.g. \"sparsify.sparsity=0.5,train.rounds=10\"\nout_dir = \"\"  # empty: derived from the above", "parameters"),
+                 "overrides = \"\"  # comma-separated section.key=value pairs\nrun_mia = True\nout_dir = \"\"  # empty: derived from the above", "parameters"),
         ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, records, results\nos.chdir(records.project_root())\n"
                  "P = params.load(params_file, overrides=overrides)\n"
                  "out_dir = out_dir or str(results.run_path(P.profile, group, method=method, seed=seed, tag=tag))\nout_dir"),
         ("code", "result = fl.run(P, method=method, seed=seed, out_dir=out_dir)"),
+        ("md", "Membership inference on the trained model (the paper's four attacks, plus LiRA if `mia.lira` lists it):\n"
+               "members are its training records, non-members the held-out test records, balanced."),
+        ("code", "from medhe import attacks\nmia = attacks.evaluate_run(P, method=method, seed=seed, result=result,\n"
+                 "                           config=attacks.config_from_params(P.mia)) if run_mia else None\n"
+                 "attacks.write_report(mia, out_dir) if run_mia else None\n"
+                 "None if mia is None else mia.to_frame()[[\"attack\", \"success_rate\", \"ci_low\", \"ci_high\", \"auc\", \"tpr_at_1pct_fpr\", \"warnings\"]]"),
         ("code", "history = pd.DataFrame(result.history)\nhistory.filter(regex=\"^(round|accuracy|f1_|majority|bytes_up_per|bytes_down_per|density|epsilon)\")"),
         ("code", "pd.Series(result.record[\"time_per_phase_s\"], name=\"seconds\")"),
     ],
@@ -92,6 +98,14 @@ NOTEBOOKS = {
         ("code", "tables[\"bytes\"][[\"group\", \"method\", \"seed\", \"num_params\", \"mib_up_per_client_round\", \"mib_down_per_client_round\",\n"
                  "                 \"mib_up_round_all_clients\"]].groupby([\"group\", \"method\"]).mean(numeric_only=True)"),
     ],
+    "60_mia": [
+        ("md", "# 60 · Membership inference across runs\n\nCollects every run's attack results: worst-case success rate over the\n"
+               "paper's four attacks (as the paper reports it), AUC and TPR at low FPR, and the ROC points for the figure."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "from medhe import report\ntables = report.mia_tables(P.profile)\nreport.write_tables(tables, f\"{base}/mia\")\n"
+                 "tables[\"summary\"].groupby(\"method\")[[\"worst_success_rate\", \"max_auc\", \"worst_any_success_rate\"]].agg([\"mean\", \"std\"])"),
+    ],
     "80_stats": [
         ("md", "# 80 · Statistics over trials\n\nMean, std (ddof=1) and 95 % CI per method; paired t-test and Wilcoxon signed-rank\n"
                "(MedHE vs FedAvg as the paper does, and each ablation vs MedHE); convergence rounds."),
@@ -113,6 +127,7 @@ NOTEBOOKS = {
                  "plots.save(plots.convergence(pd.read_csv(f\"{base}/stats/convergence_history.csv\")), f\"{figdir}/convergence.png\")\n"
                  "plots.save(plots.epsilon_vs_rounds(pd.read_csv(f\"{base}/privacy/epsilon.csv\")), f\"{figdir}/epsilon.png\")\n"
                  "plots.save(plots.he_frontier(pd.read_csv(f\"{base}/security/params.csv\")), f\"{figdir}/he_frontier.png\")\n"
+                 "plots.save(plots.mia_roc(pd.read_csv(f\"{base}/mia/roc.csv\")), f\"{figdir}/mia_roc.png\")\n"
                  "sorted(os.listdir(figdir))"),
     ],
     "95_claims": [

@@ -293,16 +293,18 @@ def rule_dp_epsilon(c, m):
 
 
 def rule_mia(c, m):
-    """Worst-case attack success rate over the attacks, medhe vs fedavg, mean over trials. Reproduced if
-    medhe's is lower than fedavg's and within 2 points of chance + the claimed excess."""
+    """Worst-case success rate (balanced accuracy at a calibration-fitted threshold, best of the paper's four
+    attacks), mean over trials. Reproduced if MedHE's is lower than FedAvg's by at least half the claimed gap.
+    medhe_no_he and medhe_no_dp are shown: encryption should not change leakage of the final model, DP should."""
     mia = m.csv("mia/summary.csv")
     if mia is None:
-        return _missing("membership inference", "mia")
-    got = {k: mia[mia["method"] == k]["worst_success_rate"].mean() for k in ("medhe", "fedavg")}
-    if any(pd.isna(v) for v in got.values()):
-        return _missing("membership inference for medhe and fedavg", "mia")
-    ok = got["medhe"] < got["fedavg"] and abs(got["medhe"] - c["medhe"]) <= 0.02
-    return f"medhe {got['medhe']:.3f}, fedavg {got['fedavg']:.3f}", REPRODUCED if ok else NOT_REPRODUCED, ""
+        return _missing("membership inference", "train + mia")
+    means = mia.groupby("method")["worst_success_rate"].mean()
+    if not {"medhe", "fedavg"} <= set(means.index):
+        return _missing("membership inference for medhe and fedavg", "train + mia")
+    shown = "; ".join(f"{k} {v:.3f}" for k, v in means.items())
+    ok = means["fedavg"] - means["medhe"] >= (c["fedavg"] - c["medhe"]) / 2
+    return shown, REPRODUCED if ok else NOT_REPRODUCED, f"{int(mia['seed'].nunique())} trials"
 
 
 def rule_ablation(c, m):

@@ -131,6 +131,40 @@ class CKKSParams:
 
 
 @dataclass(frozen=True)
+class BFVConfig:
+    """Exact BFV aggregation (``medhe.bfv``): ring, primes, plain modulus 2^bits, value bits."""
+
+    poly_modulus_degree: int = 4096
+    coeff_mod_bit_sizes: tuple[int, ...] = (32, 32, 45)
+    plain_modulus_bits: int = 55
+    value_bits: int = 8
+    security_level: int = 128
+    range_factor: float | None = None  # None: quantise against C * w_max; else C * w_max * f / sqrt(values)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
+        _check(self.range_factor is None or self.range_factor > 0, f"bfv.range_factor must be null or > 0, got {self.range_factor!r}")
+        _check(1 <= self.value_bits <= 32, f"bfv.value_bits must be in [1, 32], got {self.value_bits!r}")
+
+
+@dataclass(frozen=True)
+class MIAParams:
+    """Membership inference (``medhe.attacks``) run on every trained model."""
+
+    n_bootstrap: int = 1000
+    lira: tuple[str, ...] = ()  # LiRA variants ("offline", "online"); each trains n_shadows shadow models
+    n_shadows: int = 4
+    shadow_method: str | None = None  # None: the target's method
+    max_per_side: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lira", tuple(self.lira))
+        _check(set(self.lira) <= {"offline", "online"}, f"mia.lira must list 'offline'/'online', got {self.lira!r}")
+        _check(isinstance(self.n_shadows, int) and self.n_shadows >= 2, f"mia.n_shadows must be an integer >= 2, got {self.n_shadows!r}")
+        _check(isinstance(self.n_bootstrap, int) and self.n_bootstrap >= 1, f"mia.n_bootstrap must be an integer >= 1, got {self.n_bootstrap!r}")
+
+
+@dataclass(frozen=True)
 class DPParams:
     """Client-level Gaussian mechanism: clip to ``clip_norm``, noise multiplier z, target delta."""
 
@@ -182,6 +216,8 @@ class Params:
     sparsify: SparsifyParams = field(default_factory=SparsifyParams)
     ckks: CKKSParams = field(default_factory=CKKSParams)
     dp: DPParams = field(default_factory=DPParams)
+    bfv: BFVConfig = field(default_factory=BFVConfig)
+    mia: MIAParams = field(default_factory=MIAParams)
     pipeline: PipelineParams = field(default_factory=PipelineParams)
 
     def __post_init__(self) -> None:

@@ -137,3 +137,25 @@ def save(fig, path: str | Path) -> Path:
     fig.savefig(p, dpi=150)
     plt.close(fig)
     return p
+
+
+def mia_roc(roc: pd.DataFrame, *, attack: str | None = None):
+    """ROC of membership inference per method (pooled over seeds), log-scale FPR axis.
+
+    By default the attack drawn per method is the one with the highest mean AUC.
+    """
+    fig, ax = _fig(5.0, 4.0)
+    for method, sub in roc.groupby("method"):
+        if attack is None:
+            best = sub.groupby("attack")["tpr"].mean().idxmax()
+        else:
+            best = attack
+        curve = sub[sub["attack"] == best].sort_values(["fpr", "tpr"])
+        ax.step(curve["fpr"].clip(lower=1e-4), curve["tpr"], where="post", label=f"{method} ({best})")
+    ax.plot([1e-4, 1], [1e-4, 1], color="k", ls=":", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("false positive rate (log)")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -86,3 +86,27 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[Pa
         df.to_csv(p, index=False)
         paths.append(p)
     return paths
+
+
+def mia_tables(profile: str, *, root: str | Path = "results", group: str = "runs") -> dict[str, pd.DataFrame]:
+    """``attacks`` (every attack of every run), ``summary`` (worst case per run over the paper's four
+    attacks, and over all attacks including LiRA) and ``roc`` (tidy ROC points)."""
+    from medhe.attacks.data import PAPER_ATTACKS
+
+    folder = Path(root) / profile / group
+    frames = [pd.read_csv(f) for f in sorted(folder.glob("*/mia.csv"))]
+    if not frames:
+        raise FileNotFoundError(f"no mia.csv under {folder}: run the train stages first")
+    attacks = pd.concat(frames, ignore_index=True)
+    rows = []
+    for (method, seed), g in attacks.groupby(["method", "seed"]):
+        paper = g[g["attack"].isin(PAPER_ATTACKS)]
+        worst = paper.loc[paper["success_rate"].idxmax()]
+        rows.append({"method": method, "seed": seed, "worst_attack": worst["attack"],
+                     "worst_success_rate": worst["success_rate"], "worst_ci_low": worst["ci_low"],
+                     "worst_ci_high": worst["ci_high"], "max_auc": g["auc"].max(),
+                     "max_tpr_at_1pct_fpr": g["tpr_at_1pct_fpr"].max(),
+                     "worst_any_success_rate": g["success_rate"].max(),
+                     "worst_any_attack": g.loc[g["success_rate"].idxmax(), "attack"]})
+    roc = pd.concat([pd.read_csv(f) for f in sorted(folder.glob("*/roc.csv"))], ignore_index=True)
+    return {"attacks": attacks, "summary": pd.DataFrame(rows), "roc": roc}

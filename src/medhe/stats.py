@@ -7,8 +7,8 @@ is usually meant); the 95 % CI is Student-t based: mean +- t_{0.975, n-1} * std 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"method": ["a"] * 3, "seed": [1, 2, 3], "accuracy": [0.8, 0.9, 1.0]})
 >>> row = summarise(df, metrics=["accuracy"]).iloc[0]
->>> round(row["mean"], 3), round(row["std"], 3), round(row["ci_high"], 3)
-(0.9, 0.1, 1.148)
+>>> [round(float(row[k]), 3) for k in ("mean", "std", "ci_high")]
+[0.9, 0.1, 1.148]
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from medhe.attacks.data import PAPER_ATTACKS, AttackInput, AttackResult, MIAConf
 from medhe.attacks.evaluate import (
     MembershipSplit,
     attack_input,
+    config_from_params,
     evaluate_run,
     evaluate_scores,
     learned_attack_scores,
@@ -67,7 +68,7 @@ from medhe.attacks.scores import (
 __all__ = [
     "PAPER_ATTACKS", "AttackInput", "AttackResult", "MIAConfig", "MIAReport", "MembershipSplit",
     "attack_features", "attack_input", "auc_from_roc", "balanced_accuracy", "bootstrap_ci", "confidence_score",
-    "entropy_score", "evaluate_run", "evaluate_scores", "fit_threshold", "learned_attack_scores",
+    "config_from_params", "entropy_score", "evaluate_run", "evaluate_scores", "fit_threshold", "learned_attack_scores",
     "lira_offline", "lira_online", "log_softmax", "logit_confidence", "membership_split", "model_logits",
     "modified_entropy", "modified_entropy_score", "roc_auc", "roc_curve", "run_attacks", "shadow_assignment",
     "tpr_at_fpr", "tpr_column", "write_report",

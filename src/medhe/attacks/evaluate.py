@@ -370,3 +370,9 @@ def write_report(report: MIAReport, out_dir: str | Path) -> dict[str, Path]:
     return {"mia.csv": records.write_csv(out / "mia.csv", report.to_frame().to_dict("records")),
             "roc.csv": records.write_csv(out / "roc.csv", report.roc_frame().to_dict("records")),
             "mia.json": records.write_json(out / "mia.json", report.to_dict())}
+
+
+def config_from_params(mia: Any) -> MIAConfig:
+    """:class:`MIAConfig` from the ``mia`` section of ``params.yaml`` (:class:`medhe.params.MIAParams`)."""
+    return MIAConfig(n_bootstrap=mia.n_bootstrap, lira=tuple(mia.lira), n_shadows=mia.n_shadows,
+                     shadow_method=mia.shadow_method, max_per_side=mia.max_per_side)

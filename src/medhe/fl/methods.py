@@ -24,13 +24,15 @@ class MethodSpec:
     adaptive: bool = False  # EMA-smoothed keep-threshold instead of the exact top-k
     clip: bool = False  # L2-clip the sent update to dp.clip_norm
     noise: bool = False  # distributed Gaussian noise, multiplier dp.noise_multiplier
-    encryption: str = "none"  # "none" or "ckks"
+    encryption: str = "none"  # "none", "ckks" or "bfv" (exact integer aggregation, medhe.bfv)
     packing: bool = False  # CKKS batch packing (quantise + several values per slot)
     alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only
 
     def __post_init__(self) -> None:
-        if self.encryption not in ("none", "ckks"):
-            raise ValueError(f"encryption must be 'none' or 'ckks', got {self.encryption!r}")
+        if self.encryption not in ("none", "ckks", "bfv"):
+            raise ValueError(f"encryption must be 'none', 'ckks' or 'bfv', got {self.encryption!r}")
+        if self.encryption == "bfv" and not self.clip:
+            raise ValueError(f"method {self.name!r}: BFV quantises against the clip bound, so it needs clip=True")
         if self.packing and self.encryption != "ckks":
             raise ValueError(f"method {self.name!r}: packing needs encryption='ckks'")
         if self.packing and not self.clip:
@@ -62,6 +64,8 @@ METHODS: dict[str, MethodSpec] = {
     "medhe_no_packing": dataclasses.replace(_MEDHE, name="medhe_no_packing", packing=False),
     "medhe_no_he": dataclasses.replace(_MEDHE, name="medhe_no_he", encryption="none", packing=False),
     "medhe_no_dp": dataclasses.replace(_MEDHE, name="medhe_no_dp", noise=False),
+    "medhe_bfv": dataclasses.replace(_MEDHE, name="medhe_bfv", encryption="bfv", packing=False),
+    "medhe_bfv_no_dp": dataclasses.replace(_MEDHE, name="medhe_bfv_no_dp", encryption="bfv", packing=False, noise=False),
     "topk": MethodSpec("topk", sparsify=True, error_feedback=True, adaptive=False, alignment="own"),
 }
 

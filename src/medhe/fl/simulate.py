@@ -57,6 +57,15 @@ def make_transport(spec: MethodSpec, P: Params, *, size: int, num_clients: int):
     alignment = spec.alignment or P.sparsify.alignment
     if spec.encryption == "none":
         return PlainTransport(size=size, alignment=alignment)
+    if spec.encryption == "bfv":
+        from medhe.bfv import BFVParams
+        from medhe.fl.bfv_transport import BFVTransport
+
+        b = P.bfv
+        cfg = BFVParams(poly_modulus_degree=b.poly_modulus_degree, coeff_mod_bit_sizes=b.coeff_mod_bit_sizes,
+                        plain_modulus_bits=b.plain_modulus_bits, value_bits=b.value_bits, security_level=b.security_level)
+        return BFVTransport(cfg, size=size, alignment=alignment, clip_norm=P.dp.clip_norm, num_clients=num_clients,
+                            range_factor=b.range_factor)
     from medhe.fl.ckks_transport import CKKSTransport
 
     return CKKSTransport(P.ckks, size=size, packing=spec.packing, alignment=alignment,
@@ -228,6 +237,9 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
             bar.update(1)
     noise = _noise_fn(spec, P, seed=seed, round_=r, weights=weights)
     res = transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=r)
+    for c, fb in zip(clients, getattr(res, "feedback", None) or []):
+        if c.sparsifier is not None:  # quantisation error back into the error-feedback residual
+            c.sparsifier.absorb(*fb)
     timings = {"local_training": t_train, "sparsify_clip": t_sparsify, **res.timings}
     for phase, sec in timings.items():
         timer.add(phase, sec)

@@ -1,0 +1,33 @@
+"""Source notebooks are clean, thin and parameterised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_thin_and_parameterised(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert not any(c.get("outputs") or c.get("execution_count") for c in code), "commit notebooks without outputs"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and code[0] is tagged[0], "the first code cell must be the only 'parameters' cell"
+    for cell in code[1:]:
+        src = "".join(cell["source"])
+        assert "def " not in src and "class " not in src, "logic belongs in src/medhe, not in notebooks"
+    assert "params_file" in "".join(tagged[0]["source"])
+
+
+def test_notebooks_match_their_generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert {p.stem for p in NOTEBOOKS} == set(mod.NOTEBOOKS)
