@@ -120,7 +120,7 @@ NOTEBOOKS = {
         ("md", "# 90 · Figures\n\nThe only writer of `figures/`; reads only `results/`."),
         ("code", "params_file = \"params.yaml\"", "parameters"),
         ("code", HEAD + "\nfigdir = f\"figures/{P.profile}\""),
-        ("code", "import pandas as pd\nfrom medhe import plots\n"
+        ("code", "import pandas as pd\nfrom medhe import claims, plots\n"
                  "plots.save(plots.bytes_per_method(pd.read_csv(f\"{base}/comm/bytes.csv\")), f\"{figdir}/bytes_per_method.png\")\n"
                  "plots.save(plots.bytes_vs_sparsity(pd.read_csv(f\"{base}/comm/sweep.csv\")), f\"{figdir}/bytes_vs_sparsity.png\")\n"
                  "plots.save(plots.metric_per_method(pd.read_csv(f\"{base}/stats/summary.csv\")), f\"{figdir}/accuracy_f1.png\")\n"
@@ -128,6 +128,9 @@ NOTEBOOKS = {
                  "plots.save(plots.epsilon_vs_rounds(pd.read_csv(f\"{base}/privacy/epsilon.csv\")), f\"{figdir}/epsilon.png\")\n"
                  "plots.save(plots.he_frontier(pd.read_csv(f\"{base}/security/params.csv\")), f\"{figdir}/he_frontier.png\")\n"
                  "plots.save(plots.mia_roc(pd.read_csv(f\"{base}/mia/roc.csv\")), f\"{figdir}/mia_roc.png\")\n"
+                 "claimed_bytes, claimed_f1 = claims.claimed_frontier_point(\"claims/paper.yaml\")\n"
+                 "plots.save(plots.frontier(pd.read_csv(f\"{base}/comm/frontier.csv\"), claimed_bytes_per_param=claimed_bytes,\n"
+                 "                          claimed_f1=claimed_f1), f\"{figdir}/frontier.png\")\n"
                  "sorted(os.listdir(figdir))"),
     ],
     "95_claims": [

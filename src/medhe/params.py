@@ -192,10 +192,15 @@ class PipelineParams:
     client_counts: tuple[int, ...] = (5,)
     scale_methods: tuple[str, ...] = ("fedavg", "medhe")
     paper_size_methods: tuple[str, ...] = ("fedavg", "medhe")
+    frontier_methods: tuple[str, ...] = ("medhe_bfv_no_dp",)
+    frontier_sparsity: tuple[float, ...] = (0.9,)
+    frontier_bits: tuple[int, ...] = (8,)
+    bench_sample: int = 8  # ciphertexts timed per parameter set in the benchmarks
 
     def __post_init__(self) -> None:
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
-                     "noniid_methods", "client_counts", "scale_methods", "paper_size_methods"):
+                     "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
+                     "frontier_methods", "frontier_sparsity", "frontier_bits"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
         _check(all(0 <= s < 1 for s in self.sweep_sparsity), f"pipeline.sweep_sparsity must lie in [0, 1), got {self.sweep_sparsity!r}")

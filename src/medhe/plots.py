@@ -159,3 +159,33 @@ def mia_roc(roc: pd.DataFrame, *, attack: str | None = None):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = None, claimed_f1: float | None = None):
+    """Macro-F1 against measured uplink bytes per round per model parameter (5 clients summed).
+
+    Bytes are normalised by the model's parameter count so that the embedded model's runs and the
+    paper's claimed point (its MiB per round over 66,955,010 parameters) share an axis; the claimed
+    point is drawn hollow and labelled as claimed, not measured.
+    """
+    fig, ax = _fig()
+    fr = front[front["kind"] == "frontier"]
+    for (method, bits), sub in fr.groupby(["method", "bits"]):
+        sub = sub.sort_values("bytes_up_round_per_param")
+        ax.plot(sub["bytes_up_round_per_param"], sub["f1_macro"], marker="o", label=f"{method}, {int(bits)}-bit")
+        for row in sub.itertuples():
+            ax.annotate(f"s={row.sparsity:g}", (row.bytes_up_round_per_param, row.f1_macro), fontsize=6,
+                        xytext=(2, 2), textcoords="offset points")
+    tr = front[front["kind"] == "trial"].groupby("method")[["bytes_up_round_per_param", "f1_macro"]].mean()
+    ax.scatter(tr["bytes_up_round_per_param"], tr["f1_macro"], marker="s", color="k", zorder=3, label="trial methods (mean)")
+    for method, row in tr.iterrows():
+        ax.annotate(method, (row.bytes_up_round_per_param, row.f1_macro), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    if claimed_bytes_per_param is not None and claimed_f1 is not None:
+        ax.scatter([claimed_bytes_per_param], [claimed_f1], marker="*", s=140, facecolors="none", edgecolors="r",
+                   label="paper's claimed point (not measured)")
+    ax.set_xscale("log")
+    ax.set_xlabel("uplink bytes per round per model parameter (measured, all clients)")
+    ax.set_ylabel("macro-F1")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

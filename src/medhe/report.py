@@ -43,6 +43,11 @@ def comm_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.D
     runs, hist = _group(profile, "scale", root)
     if runs is not None:
         out["scale"] = results.scale_table(runs, hist)
+    runs, hist = _group(profile, "frontier", root)
+    trial_runs, _ = _group(profile, "runs", root)
+    if runs is not None and base is not None:
+        trial_points = base.merge(trial_runs[["run_dir", "accuracy", "f1_macro"]], on="run_dir")
+        out["frontier"] = results.frontier_table(runs, hist, trial_points)
     return out
 
 

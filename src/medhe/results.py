@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-GROUPS = ("runs", "sweeps", "convergence", "noniid", "scale", "papersize")
+GROUPS = ("runs", "sweeps", "convergence", "noniid", "scale", "papersize", "frontier")
 
 
 def run_path(profile: str, group: str, *, method: str, seed: int, tag: str = "", root: str | Path = "results") -> Path:
@@ -154,3 +154,18 @@ def convergence_table(conv_hist: pd.DataFrame, *, tolerance: float = 0.01) -> pd
         rows.append({"method": method, "seed": seed, "rounds": int(rounds[-1]), "final_accuracy": float(final),
                      "converged_round": int(rounds[first]), "tolerance": tolerance})
     return pd.DataFrame(rows)
+
+
+def frontier_table(front_runs: pd.DataFrame, front_hist: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and macro-F1 against measured uplink bytes, per (method, sparsity, bits); plus the trial
+    methods' own points from ``baseline`` (:func:`comm_table` of ``runs`` merged with their metrics)."""
+    comm = comm_table(front_hist, front_runs)
+    tags = comm["run_dir"].map(lambda d: Path(d).name.split("-"))
+    comm["sparsity"] = tags.map(lambda t: float(t[0].removeprefix("sparsity")))
+    comm["bits"] = tags.map(lambda t: int(t[1].removeprefix("bits")))
+    out = comm.merge(front_runs[["run_dir", "accuracy", "f1_macro"]], on="run_dir")
+    out["kind"] = "frontier"
+    base = baseline.assign(kind="trial", sparsity=float("nan"), bits=float("nan"))
+    out = pd.concat([out, base], ignore_index=True)
+    out["bytes_up_round_per_param"] = out["bytes_up_per_client"] * out["num_clients"] / out["num_params"]
+    return out
