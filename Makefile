@@ -26,7 +26,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 repro: setup
 	@test -f profiles/$(PROFILE).yaml || { echo "no profile '$(PROFILE)': choose one of $$(ls profiles | sed 's/.yaml//' | tr '\n' ' ')"; exit 1; }
 	cp profiles/$(PROFILE).yaml params.yaml
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 dvc repro
+	@# one DVC lock per profile (locks/<profile>.lock), so each profile resumes where it stopped
+	@if [ -f locks/$(PROFILE).lock ]; then cp locks/$(PROFILE).lock dvc.lock; else rm -f dvc.lock; fi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 dvc repro; status=$$?; \
+	  mkdir -p locks; cp dvc.lock locks/$(PROFILE).lock; exit $$status
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

@@ -16,8 +16,9 @@ def notebook(cells):
     nb = nbf.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}}
-    for kind, src, *tags in cells:
+    for i, (kind, src, *tags) in enumerate(cells):
         cell = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+        cell["id"] = f"cell-{i}"  # stable ids: regenerating an unchanged notebook changes no byte (DVC deps)
         if tags:
             cell.metadata["tags"] = list(tags)
         nb.cells.append(cell)
