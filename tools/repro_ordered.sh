@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run a long profile stage by stage, most important first, saving the profile's DVC lock after
+# every stage so that a run stopped at any point resumes where it stopped (`dvc repro` skips
+# stages whose lock entry still matches). Ends with a plain `dvc repro` for everything left.
+#
+#   tools/repro_ordered.sh full            # what the full profile was run with
+#
+# Same effect as `make repro PROFILE=full`, only the order differs (DVC's own order runs the
+# frontier before the trials). Do not run other CPU-heavy jobs beside it: 2 cores are all it has.
+set -u
+profile=${1:?usage: tools/repro_ordered.sh <profile>}
+cd "$(dirname "$0")/.."
+test -f "profiles/$profile.yaml" || { echo "no profile '$profile'"; exit 1; }
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1
+cp "profiles/$profile.yaml" params.yaml
+if [ -f "locks/$profile.lock" ]; then cp "locks/$profile.lock" dvc.lock; else rm -f dvc.lock; fi
+mkdir -p locks
+
+# priority order: the 5-trial core (and its membership inference), the paper-sized bytes and the
+# cheap tables, the other ablations, convergence and non-IID, the client-count sweep, the
+# frontier, the sparsity sweep; the regex groups select stage names of `dvc stage list`
+order=(
+  '^data$'
+  '^train@(fedavg|medhe|medhe_no_he|medhe_no_dp)-'
+  '^(security|privacy|bench)$'
+  '^papersize@'
+  '^train@'
+  '^(convergence|noniid)@'
+  '^scale@'
+  '^frontier@'
+  '^sweep@'
+)
+stages=$(dvc stage list | awk '{print $1}')
+for pattern in "${order[@]}"; do
+  for stage in $(grep -E "$pattern" <<<"$stages"); do
+    echo "=== $(date -u +%H:%M:%S) $stage"
+    dvc repro --single-item "$stage" || echo "!!! $stage failed"
+    cp dvc.lock "locks/$profile.lock"
+  done
+done
+echo "=== $(date -u +%H:%M:%S) remaining stages"
+dvc repro; status=$?
+cp dvc.lock "locks/$profile.lock"
+echo "=== $(date -u +%H:%M:%S) done (status $status)"
+exit $status
