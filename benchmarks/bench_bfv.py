@@ -34,7 +34,6 @@ Method (what each row assumes):
 from __future__ import annotations
 
 import argparse
-import csv
 import lzma
 import math
 import time
@@ -47,6 +46,8 @@ from scipy.stats import norm
 from medhe import bfv
 from medhe.ckks.sparse import encode_index_set
 from medhe.rng import generator
+
+import bench_tables  # noqa: E402  (beside this script)
 
 D_PARAMS = 66_955_010
 SPARSITY = 0.9
@@ -179,25 +180,6 @@ def _smallest_s(m: dict, grid: list[tuple[float, float, float]], *, union: str, 
     return pts[0][0] if pts[0][1] <= TARGET_BYTES else float("nan")
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return "nan" if math.isnan(v) else (f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}")
-        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -219,8 +201,8 @@ def main() -> None:
     pcols = ["N", "moduli", "t_bits", "field_bits", "fields", "values_ct", "bytes_ct", "bytes_full", "bytes_value",
              "budget_left", "exact", "enc_ms", "agg_ms", "dec_ms"]
     print("## BFV parameter sets (5 clients, 8-bit values, 11-bit fields)\n")
-    print(_table(prows, pcols))
-    _write_csv(args.out.with_name(args.out.stem + "_params.csv"), prows, pcols)
+    print(bench_tables.markdown(prows, pcols))
+    bench_tables.write_csv(args.out.with_name(args.out.stem + "_params.csv"), prows, pcols)
 
     default = next(r for r in prows if r["moduli"] == "32/32/45" and r["N"] == 4096)
     rrows = _round_rows(default, seed=args.seed)
@@ -228,8 +210,8 @@ def main() -> None:
              "round_MB", "bytes_per_value_up", "values_per_s", "round_s_1core"]
     print(f"\n## Paper-sized round (d = {D_PARAMS:,}, s = {SPARSITY}, {NUM_CLIENTS} clients, "
           f"N=4096 [32, 32, 45] t=2^55)\n")
-    print(_table(rrows, rcols))
-    _write_csv(args.out, rrows, rcols)
+    print(bench_tables.markdown(rrows, rcols))
+    bench_tables.write_csv(args.out, rrows, rcols)
 
     srows = []
     grid = _index_grid(seed=args.seed)
@@ -242,8 +224,8 @@ def main() -> None:
         r["target_bytes"] = TARGET_BYTES
     print(f"\n## Smallest sparsity s that brings BFV to the paper's {TARGET_BYTES / 2**20:.0f} MiB per round "
           f"({NUM_CLIENTS} clients)\n")
-    print(_table(srows, ["params", "union", "s_total_target", "s_uplink_target"]))
-    _write_csv(args.out.with_name(args.out.stem + "_target.csv"), srows,
+    print(bench_tables.markdown(srows, ["params", "union", "s_total_target", "s_uplink_target"]))
+    bench_tables.write_csv(args.out.with_name(args.out.stem + "_target.csv"), srows,
                ["params", "union", "target_bytes", "s_total_target", "s_uplink_target"])
 
 

@@ -23,7 +23,6 @@ Method:
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from pathlib import Path
@@ -33,6 +32,8 @@ import tenseal as ts
 
 from medhe import ckks
 from medhe.rng import generator
+
+import bench_tables  # noqa: E402  (beside this script)
 
 D_PARAMS = 66_955_010
 SPARSITY = 0.9
@@ -79,23 +80,6 @@ def _random_union(seed: int, *, d: int, k: int, n: int) -> tuple[int, int, int]:
         mask[idx] = True
     union = np.flatnonzero(mask)
     return int(union.size), client_bytes, len(ckks.encode_index_set(union, length=d))
-
-
-def _markdown(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v: object) -> str:
-        return f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, float) else str(v))
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _write_csv(path: Path, rows: list[dict], cols: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows({c: r.get(c, "") for c in cols} for r in rows)
 
 
 def main() -> None:
@@ -165,12 +149,12 @@ def main() -> None:
              "exact_B_12", "exact_B_16", "safe_B_8", "server_ctx_bytes", "public_key_ctx_bytes"]
     rcols = ["params", "packing", "alignment", "values_per_client", "ct_per_client", "round_MB", "round_MiB",
              "vs_fedavg_pct", "downlink_index_bytes", "encrypt_s_per_client"]
-    print(f"## Parameter sets (all accepted at 128-bit; 5 clients for exact B)\n\n{_markdown(param_rows, pcols)}\n")
+    print(f"## Parameter sets (all accepted at 128-bit; 5 clients for exact B)\n\n{bench_tables.markdown(param_rows, pcols)}\n")
     print(f"## Uplink bytes per round, d={D_PARAMS:,}, k={k:,}, {NUM_CLIENTS} clients "
           f"(random-index union |U|={union:,} = {union / D_PARAMS:.3f} d; index set {idx_client_bytes:,} B/client, "
-          f"union {idx_union_bytes:,} B)\n\n{_markdown(round_rows, rcols)}\n")
-    _write_csv(args.out, round_rows, rcols + ["round_bytes"])
-    _write_csv(args.out.with_name(args.out.stem + "_params.csv"), param_rows, pcols)
+          f"union {idx_union_bytes:,} B)\n\n{bench_tables.markdown(round_rows, rcols)}\n")
+    bench_tables.write_csv(args.out, round_rows, rcols + ["round_bytes"])
+    bench_tables.write_csv(args.out.with_name(args.out.stem + "_params.csv"), param_rows, pcols)
     print(f"wrote {args.out} and {args.out.with_name(args.out.stem + '_params.csv')} "
           f"in {time.perf_counter() - t_start:.0f} s")
 
