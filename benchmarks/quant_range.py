@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from medhe import model, params, privacy, sparsify
+from medhe import ckks, model, params, privacy, sparsify
 from medhe.fl import simulate
 
 
@@ -39,16 +39,14 @@ def main() -> None:
     weight = 1.0 / P.data.num_clients
     x = weight * kept
     rms = weight * P.dp.clip_norm / np.sqrt(k)
-    levels = 2 ** (args.bits - 1) - 1
     print(f"{P.model.name}: d = {delta.size:,}, update norm {np.linalg.norm(delta):.3f}, k = {k:,}, "
           f"clipped to {np.linalg.norm(kept):.3f}; |x| / (C w / sqrt(k)) quantiles: "
           + ", ".join(f"{q}: {np.quantile(x / rms, q):.3f}" for q in (0.0, 0.5, 0.99, 1.0)))
     print(f"\n| f | zero | saturated | relative L2 error ({args.bits}-bit) |\n|---|---|---|---|")
     for f in (None, 1, 2, 4, 8, 16, 32):
         bound = weight * P.dp.clip_norm * (1.0 if f is None else f / np.sqrt(k))
-        step = bound / levels
-        q = np.clip(np.round(x / step), -levels, levels)
-        err = np.linalg.norm(x - q * step) / np.linalg.norm(x)
+        q = ckks.quantise(x, bits=args.bits, bound=bound)  # the packing's own quantiser
+        err = np.linalg.norm(x - ckks.dequantise(q, bits=args.bits, bound=bound)) / np.linalg.norm(x)
         print(f"| {f} | {np.mean(q == 0):.4f} | {np.mean(np.abs(x) > bound):.4f} | {err:.4f} |")
 
 
