@@ -13,8 +13,8 @@ from medhe.bfv.seal import _plaintext_bytes, _Scratch
 from medhe.ckks import InsecureParametersError
 from medhe.ckks.packing import dequantise, quantise
 from medhe.comm import ByteLedger
-from medhe.fl.bfv_transport import BFVRoundResult, BFVTransport
-from medhe.fl.transport import Payload
+from medhe.fl.bfv_transport import BFVTransport
+from medhe.fl.transport import GaussianShares, Payload, RoundResult
 from medhe.sparsify import TopKSparsifier
 
 PARAMS = bfv.BFVParams()  # N = 4096, [32, 32, 45], t = 2^55, 8-bit values
@@ -216,14 +216,14 @@ def test_transport_mean_is_the_exact_sum_of_quantised_values(alignment, with_noi
     transport = BFVTransport(PARAMS, size=SIZE, alignment=alignment, clip_norm=1.0, num_clients=3)
     payloads = _payloads(1)
 
-    def noise(i: int, n: int) -> np.ndarray:
-        return np.random.default_rng([9, i]).normal(scale=0.01, size=n).astype(np.float32)
-
+    noise = GaussianShares(std=0.01, seed=9, round_=1)
     res = transport.round(payloads, weights=WEIGHTS, noise=noise if with_noise else None, ledger=ByteLedger(),
                           round_=1)
-    assert isinstance(res, BFVRoundResult) and res.mean_update.dtype == np.float32
+    assert isinstance(res, RoundResult) and res.mean_update.dtype == np.float32
     assert set(res.timings) == {"encrypt", "aggregate", "decrypt"} and res.info["noise_budget_left"] >= 1
-    bound = transport.bound(WEIGHTS, 0)
+    bound = transport.bound(WEIGHTS, 0, noise if with_noise else None)
+    assert bound == pytest.approx(max(WEIGHTS) + (4 * 0.01 if with_noise else 0.0))
+    assert res.info["quant_bound"] == bound
     want = np.zeros(SIZE)
     for i, (p, w) in enumerate(zip(payloads, WEIGHTS)):
         x = np.zeros(SIZE)
@@ -287,3 +287,6 @@ def test_transport_argument_checks() -> None:
     assert t.bound([0.5, 0.5], 100) == 0.5
     t2 = BFVTransport(PARAMS, size=10, alignment="dense", clip_norm=2.0, num_clients=2, range_factor=4.0)
     assert t2.bound([0.75, 0.25], 100) == pytest.approx(2.0 * 0.75 * 4.0 / 10)
+    assert t2.bound([0.75, 0.25], 100, GaussianShares(std=0.5, seed=0, round_=1)) == pytest.approx(0.6 + 4 * 0.5)
+    with pytest.raises(TypeError, match="GaussianShares"):
+        t2.bound([0.75, 0.25], 100, lambda i, n: np.zeros(n))

@@ -60,3 +60,25 @@ def test_duplicate_ids_are_refused(tmp_path):
     p.write_text("claims:\n  - {id: a, claim: x, claimed: {}}\n  - {id: a, claim: y, claimed: {}}\n")
     with pytest.raises(ValueError, match="duplicate claim ids"):
         claims.load_claims(p)
+
+
+def test_untrained_methods_are_flagged_and_cannot_reproduce(tmp_path):
+    """A method whose model never moved (model_change_l2 = 0) reports round 0's metrics: flagged, never judged ok."""
+    _write(tmp_path, "stats/trials.csv", [
+        {"method": "medhe", "seed": 42, "accuracy": 0.6, "model_change_l2": 0.0, "wall_time_s": 1.0},
+        {"method": "medhe", "seed": 43, "accuracy": 0.6, "model_change_l2": 1.5, "wall_time_s": 1.0},
+        {"method": "fedavg", "seed": 42, "accuracy": 0.8, "model_change_l2": 2.0, "wall_time_s": 1.0}])
+    _write(tmp_path, "stats/summary.csv", [
+        {"method": "medhe", "metric": "accuracy", "mean": 0.9, "std": 0.01, "n": 2}])
+    _write(tmp_path, "mia/summary.csv", [
+        {"method": "medhe", "seed": 42, "worst_success_rate": 0.5},
+        {"method": "fedavg", "seed": 42, "worst_success_rate": 0.9}])
+    _write(tmp_path, "mia/lira_attacks.csv", [
+        {"method": "fedavg", "seed": 42, "attack": "lira_offline", "auc": 0.7, "tpr_at_1pct_fpr": 0.05}])
+    m = claims.Measured(tmp_path, "t")
+    assert claims.untrained(m) == "WARNING: medhe never moved from its initial weights in 1 of 2 trials"
+    assert claims.untrained(m, ["fedavg"]) == ""
+    rows = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}
+    assert "never moved" in rows["acc-medhe"].note and "never moved" in rows["mia"].note
+    assert "offline LiRA (one target each; not judged): fedavg AUC 0.700 TPR@1%FPR 0.050" in rows["mia"].note
+    assert rows["mia"].verdict == claims.NOT_REPRODUCED  # the gap is there, but medhe partly never trained

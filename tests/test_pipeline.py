@@ -56,6 +56,11 @@ def test_dvc_repro_smoke_profile_end_to_end(tmp_path):
                 "security/params.csv", "privacy/epsilon.csv", "data/summary.json", "claims.md"):
         assert (base / rel).is_file(), rel
     assert len(list((work / "figures" / "smoke").glob("*.png"))) >= 6
+    lira = pd.read_csv(base / "mia" / "lira_attacks.csv")
+    assert "lira_offline" in set(lira["attack"]) and lira["auc"].between(0, 1).all()
+    assert (work / "figures" / "smoke" / "lira_roc.png").is_file()
+    trials = pd.read_csv(base / "stats" / "trials.csv")
+    assert (trials["model_change_l2"] > 0).all()  # every trial moved its model
     metrics = json.loads((base / "stats" / "metrics.json").read_text())
     assert 0.5 < metrics["fedavg.accuracy.mean"] <= 1.0
     executed = json.loads((work / "notebooks" / "_runs" / "95_claims.ipynb").read_text())

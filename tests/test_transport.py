@@ -11,7 +11,8 @@ from medhe import ckks, fl
 from medhe.comm import ByteLedger
 from medhe.fl import methods
 from medhe.fl.ckks_transport import CKKSTransport
-from medhe.fl.transport import Payload, PlainTransport
+from medhe.fl.bfv_transport import BFVTransport
+from medhe.fl.transport import GaussianShares, Payload, PlainTransport, quantisation_bound
 from medhe.params import CKKSParams
 
 SIZE = 10_000
@@ -45,8 +46,7 @@ def _round(transport, payloads, noise=None):
     return res, ledger
 
 
-def _noise(client: int, n: int) -> np.ndarray:
-    return np.random.default_rng([7, client]).normal(scale=1e-3, size=n).astype(np.float32)
+_noise = GaussianShares(std=1e-3, seed=7, round_=1)
 
 
 @pytest.mark.parametrize("sparse, alignment", [(False, "union"), (True, "union"), (True, "dense")])
@@ -76,6 +76,56 @@ def test_packed_ckks_sum_equals_the_sum_of_quantised_values():
     expected = ckks.scatter_dense(union, ckks.dequantise(q, bits=8, bound=bound), length=SIZE)
     np.testing.assert_allclose(res.mean_update, expected.astype(np.float32), rtol=0, atol=1e-9)
     assert 0 < res.info["quant_zero_frac"] < 1
+    # the quantisation error goes back to each client, at its own positions, in payload units
+    for p, w, (idx, err) in zip(payloads, WEIGHTS, res.feedback):
+        np.testing.assert_array_equal(idx, p.indices)
+        x = w * p.values.astype(np.float64)
+        np.testing.assert_allclose(err, (x - ckks.dequantise(ckks.quantise(x, bits=8, bound=bound), bits=8,
+                                                              bound=bound)) / w, atol=1e-12)
+
+
+def _bfv_transport(size: int, range_factor: float | None):
+    from medhe.bfv import BFVParams
+
+    cfg = BFVParams(poly_modulus_degree=4096, coeff_mod_bit_sizes=(32, 32, 45), plain_modulus_bits=55, value_bits=8)
+    return BFVTransport(cfg, size=size, alignment="dense", clip_norm=1.0, num_clients=3, range_factor=range_factor)
+
+
+def _ckks_transport(size: int, range_factor: float | None):
+    return CKKSTransport(CFG, size=size, packing=True, alignment="dense", clip_norm=1.0, num_clients=3,
+                         range_factor=range_factor)
+
+
+@pytest.mark.parametrize("make", [_ckks_transport, _bfv_transport], ids=["ckks", "bfv"])
+def test_worst_case_bound_rounds_a_large_clipped_update_to_zero_and_the_scaled_bound_does_not(make):
+    """The law behind quant.range_factor: with the worst-case bound C * w_max, every entry of a
+    clipped 200k-value update with no outliers lies below half an 8-bit step, so the aggregate is exactly zero and
+    the model would never move; the bound C * w_max * 4 / sqrt(k) delivers it within 2 % (L2)."""
+    size = 200_000
+    rng = np.random.default_rng(11)
+    payloads = []
+    for _ in WEIGHTS:
+        v = rng.choice([-1.0, 1.0], size=size) * rng.uniform(0.5, 1.0, size=size)  # |v_j| within 2x of each other
+        payloads.append(Payload(values=(v / np.linalg.norm(v)).astype(np.float32)))  # clipped to C = 1
+    exact = sum(w * p.values.astype(np.float64) for p, w in zip(payloads, WEIGHTS))
+    worst, _ = _round(make(size, None), payloads)
+    assert worst.info["quant_zero_frac"] == 1.0 and not np.any(worst.mean_update)
+    scaled, _ = _round(make(size, 4.0), payloads)
+    assert scaled.info["quant_bound"] == pytest.approx(max(WEIGHTS) * 4 / np.sqrt(size))
+    assert scaled.info["quant_zero_frac"] < 0.1 and scaled.info["quant_saturated_frac"] < 1e-3
+    rel = np.linalg.norm(scaled.mean_update - exact) / np.linalg.norm(exact)
+    assert rel < 0.02
+
+
+def test_quantisation_bound_checks_and_widens_for_noise():
+    b = quantisation_bound(clip_norm=2.0, weights=[0.25, 0.75], num_values=10_000, range_factor=4.0,
+                           noise_std=0.01, noise_sigmas=3.0)
+    assert b == pytest.approx(2.0 * 0.75 * 4 / 100 + 0.03)
+    assert quantisation_bound(clip_norm=1.0, weights=[1.0], num_values=4, range_factor=4.0) == 1.0  # capped
+    for bad in ({"range_factor": 0.0}, {"noise_sigmas": -1.0}, {"noise_std": float("nan")}, {"clip_norm": 0.0}):
+        kw = {"clip_norm": 1.0, "weights": [1.0], "num_values": 1, "range_factor": None, **bad}
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            quantisation_bound(**kw)
 
 
 def test_server_holds_no_secret_key_and_cannot_decrypt():
@@ -122,3 +172,4 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
     assert {"time_local_training", "time_sparsify_clip", "time_aggregate"} <= set(row)
     assert 0.0 < row["density"] <= 1.0
     assert row["accuracy"] >= 0.5
+    assert row["model_change_l2"] > 0 and res.history[0]["model_change_l2"] == 0.0  # every method moves the model

@@ -40,7 +40,8 @@ NOTEBOOKS = {
                  "          \"num_clients\": P.data.num_clients, \"rounds\": P.train.rounds, \"local_epochs\": P.train.local_epochs,\n"
                  "          \"seeds\": list(P.pipeline.seeds), \"methods\": list(P.pipeline.methods),\n"
                  "          \"ckks\": f\"N={P.ckks.poly_modulus_degree} {list(P.ckks.coeff_mod_bit_sizes)} 2^{P.ckks.scale_bits}\",\n"
-                 "          \"dp\": P.to_dict()[\"dp\"], \"sparsify\": P.to_dict()[\"sparsify\"], \"params_digest\": P.digest()}\n"
+                 "          \"dp\": P.to_dict()[\"dp\"], \"sparsify\": P.to_dict()[\"sparsify\"],\n"
+                 "          \"quant\": P.to_dict()[\"quant\"], \"params_digest\": P.digest()}\n"
                  "records.write_json(f\"{base}/config.json\", config)\nconfig"),
     ],
     "20_train": [
@@ -106,6 +107,11 @@ NOTEBOOKS = {
         ("code", HEAD),
         ("code", "from medhe import report\ntables = report.mia_tables(P.profile)\nreport.write_tables(tables, f\"{base}/mia\")\n"
                  "tables[\"summary\"].groupby(\"method\")[[\"worst_success_rate\", \"max_auc\", \"worst_any_success_rate\"]].agg([\"mean\", \"std\"])"),
+        ("md", "Offline LiRA (stage `lira`): one target per method in `pipeline.lira_methods`, "
+               "`pipeline.lira_shadows` shadow federated runs each; the paper's four attacks on the same target for comparison."),
+        ("code", "lira = report.mia_tables(P.profile, group=\"lira\")\n"
+                 "report.write_tables({f\"lira_{k}\": v for k, v in lira.items()}, f\"{base}/mia\")\n"
+                 "lira[\"attacks\"].pivot_table(index=\"method\", columns=\"attack\", values=[\"auc\", \"tpr_at_1pct_fpr\"])"),
     ],
     "80_stats": [
         ("md", "# 80 · Statistics over trials\n\nMean, std (ddof=1) and 95 % CI per method; paired t-test and Wilcoxon signed-rank\n"
@@ -129,6 +135,7 @@ NOTEBOOKS = {
                  "plots.save(plots.epsilon_vs_rounds(pd.read_csv(f\"{base}/privacy/epsilon.csv\")), f\"{figdir}/epsilon.png\")\n"
                  "plots.save(plots.he_frontier(pd.read_csv(f\"{base}/security/params.csv\")), f\"{figdir}/he_frontier.png\")\n"
                  "plots.save(plots.mia_roc(pd.read_csv(f\"{base}/mia/roc.csv\")), f\"{figdir}/mia_roc.png\")\n"
+                 "plots.save(plots.mia_roc(pd.read_csv(f\"{base}/mia/lira_roc.csv\"), attack=\"lira_offline\"), f\"{figdir}/lira_roc.png\")\n"
                  "claimed_bytes, claimed_f1 = claims.claimed_frontier_point(\"claims/paper.yaml\")\n"
                  "plots.save(plots.frontier(pd.read_csv(f\"{base}/comm/frontier.csv\"), claimed_bytes_per_param=claimed_bytes,\n"
                  "                          claimed_f1=claimed_f1), f\"{figdir}/frontier.png\")\n"

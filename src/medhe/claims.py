@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import yaml
@@ -215,16 +215,35 @@ def _summary(m: Measured, method: str, metric: str) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
+def untrained(m: Measured, methods: Sequence[str] | None = None) -> str:
+    """A warning naming every method whose trials never moved the model (final weights = initial,
+    ``model_change_l2`` = 0: its metrics are round 0's and say nothing about the method); "" if none."""
+    t = m.csv("stats/trials.csv")
+    if t is None or "model_change_l2" not in t.columns:
+        return ""
+    if methods is not None:
+        t = t[t["method"].isin(methods)]
+    dead = t[t["model_change_l2"] == 0].groupby("method")["seed"].count()
+    total = t.groupby("method")["seed"].count()
+    return "; ".join(f"WARNING: {k} never moved from its initial weights in {n} of {total[k]} trials"
+                     for k, n in dead.items())
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
 def _acc_rule(c, m, method: str, metric: str, claimed_mean: float, claimed_std: float):
     row = _summary(m, method, metric)
     if row is None:
         return _missing(f"{method} {metric}", "train + stats")
     measured = f"{row['mean']:.3f} +- {row['std']:.3f} (n={int(row['n'])}, ddof=1)"
+    warn = untrained(m, [method])
     if m.profile != "paper":
-        return measured, NOT_TESTABLE, ("the claim is about DistilBERT on Druglib.com; this profile measures a "
-                                        "substitute (see configuration); run profile `paper` with a network")
-    ok = abs(row["mean"] - claimed_mean) <= 2 * claimed_std + 0.01
-    return measured, REPRODUCED if ok else NOT_REPRODUCED, ""
+        return measured, NOT_TESTABLE, _join("the claim is about DistilBERT on Druglib.com; this profile measures a "
+                                             "substitute (see configuration); run profile `paper` with a network", warn)
+    ok = abs(row["mean"] - claimed_mean) <= 2 * claimed_std + 0.01 and not warn
+    return measured, REPRODUCED if ok else NOT_REPRODUCED, warn
 
 
 def rule_acc_medhe(c, m):
@@ -304,7 +323,15 @@ def rule_mia(c, m):
         return _missing("membership inference for medhe and fedavg", "train + mia")
     shown = "; ".join(f"{k} {v:.3f}" for k, v in means.items())
     ok = means["fedavg"] - means["medhe"] >= (c["fedavg"] - c["medhe"]) / 2
-    return shown, REPRODUCED if ok else NOT_REPRODUCED, f"{int(mia['seed'].nunique())} trials"
+    warn = untrained(m, list(means.index))
+    ok = ok and not untrained(m, ["medhe", "fedavg"])
+    lira = m.csv("mia/lira_attacks.csv")
+    lira_txt = ""
+    if lira is not None and len(lira[lira["attack"] == "lira_offline"]):
+        rows = lira[lira["attack"] == "lira_offline"].groupby("method")[["auc", "tpr_at_1pct_fpr"]].mean()
+        lira_txt = "offline LiRA (one target each; not judged): " + ", ".join(
+            f"{k} AUC {r.auc:.3f} TPR@1%FPR {r.tpr_at_1pct_fpr:.3f}" for k, r in rows.iterrows())
+    return shown, REPRODUCED if ok else NOT_REPRODUCED, _join(f"{int(mia['seed'].nunique())} trials", lira_txt, warn)
 
 
 def rule_ablation(c, m):
@@ -321,9 +348,10 @@ def rule_ablation(c, m):
         row = _summary(m, method, "f1_macro")
         if row is not None:
             parts.append(f"{method} macro-F1 {row['mean']:.3f}")
+    warn = untrained(m, ["medhe_no_ef", "medhe_no_adaptive", "medhe", "medhe_no_packing", "medhe_no_he"])
     if not verdicts:
-        return "; ".join(parts) or "n/a", NOT_TESTABLE, "no ablation ran at paper size in this profile"
-    return "; ".join(parts), REPRODUCED if all(verdicts) else NOT_REPRODUCED, ""
+        return "; ".join(parts) or "n/a", NOT_TESTABLE, _join("no ablation ran at paper size in this profile", warn)
+    return "; ".join(parts), REPRODUCED if all(verdicts) else NOT_REPRODUCED, warn
 
 
 def rule_sparsity_sweep(c, m):
@@ -406,6 +434,8 @@ def rule_comm_honest_reachable(c, m):
         fr = front[front["kind"] == "frontier"]
         top = fr.loc[fr["sparsity"].idxmax()]
         note += f"; on the embedded model at s={top['sparsity']:g} ({top['method']}, {int(top['bits'])}-bit) macro-F1 {top['f1_macro']:.3f}"
+        if "model_change_l2" in fr.columns and not top["model_change_l2"] > 0:
+            note += " (WARNING: that run never moved from its initial weights)"
     ok = up <= c["mib_per_round"]
     return f"{up:,.1f} MiB uplink per round at s = {c['sparsity']} (BFV, best case)", REPRODUCED if ok else NOT_REPRODUCED, note
 

@@ -139,12 +139,30 @@ class BFVConfig:
     plain_modulus_bits: int = 55
     value_bits: int = 8
     security_level: int = 128
-    range_factor: float | None = None  # None: quantise against C * w_max; else C * w_max * f / sqrt(values)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
-        _check(self.range_factor is None or self.range_factor > 0, f"bfv.range_factor must be null or > 0, got {self.range_factor!r}")
         _check(1 <= self.value_bits <= 32, f"bfv.value_bits must be in [1, 32], got {self.value_bits!r}")
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """The public quantisation range of packed methods (CKKS packing and BFV); see
+    :func:`medhe.fl.transport.quantisation_bound`.
+
+    ``range_factor``: None quantises against the worst case C * w_max (every value of a large
+    clipped top-k update then rounds to zero); f quantises against C * w_max * f / sqrt(values).
+    ``noise_sigmas``: the range is widened by this many per-client DP noise stds.
+    """
+
+    range_factor: float | None = 4.0
+    noise_sigmas: float = 4.0
+
+    def __post_init__(self) -> None:
+        _check(self.range_factor is None or (isinstance(self.range_factor, (int, float)) and self.range_factor > 0),
+               f"quant.range_factor must be null or > 0, got {self.range_factor!r}")
+        _check(isinstance(self.noise_sigmas, (int, float)) and self.noise_sigmas >= 0,
+               f"quant.noise_sigmas must be >= 0, got {self.noise_sigmas!r}")
 
 
 @dataclass(frozen=True)
@@ -196,15 +214,19 @@ class PipelineParams:
     frontier_sparsity: tuple[float, ...] = (0.9,)
     frontier_bits: tuple[int, ...] = (8,)
     bench_sample: int = 8  # ciphertexts timed per parameter set in the benchmarks
+    lira_methods: tuple[str, ...] = ()  # targets of the LiRA stage (offline LiRA, seed ``seed``)
+    lira_shadows: int = 4  # shadow models per LiRA target (each a full federated run of the target's method)
 
     def __post_init__(self) -> None:
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
                      "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
-                     "frontier_methods", "frontier_sparsity", "frontier_bits"):
+                     "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
         _check(all(0 <= s < 1 for s in self.sweep_sparsity), f"pipeline.sweep_sparsity must lie in [0, 1), got {self.sweep_sparsity!r}")
         _check(all(isinstance(n, int) and n >= 1 for n in self.client_counts), f"pipeline.client_counts must be integers >= 1, got {self.client_counts!r}")
+        _check(isinstance(self.lira_shadows, int) and self.lira_shadows >= 2,
+               f"pipeline.lira_shadows must be an integer >= 2, got {self.lira_shadows!r}")
         _check(isinstance(self.convergence_rounds, int) and self.convergence_rounds >= 1,
                f"pipeline.convergence_rounds must be an integer >= 1, got {self.convergence_rounds!r}")
 
@@ -222,6 +244,7 @@ class Params:
     ckks: CKKSParams = field(default_factory=CKKSParams)
     dp: DPParams = field(default_factory=DPParams)
     bfv: BFVConfig = field(default_factory=BFVConfig)
+    quant: QuantParams = field(default_factory=QuantParams)
     mia: MIAParams = field(default_factory=MIAParams)
     pipeline: PipelineParams = field(default_factory=PipelineParams)
 

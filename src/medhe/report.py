@@ -55,7 +55,7 @@ def stats_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.
     """``trials``, ``summary`` (mean, std ddof=1, 95 % CI), paired ``tests``, ``convergence`` tables."""
     runs = results.collect(profile, "runs", root=root)
     trials = results.trials_table(runs)
-    metrics = [m for m in (*results.TRIAL_METRICS, "wall_time_s") if m in trials.columns]
+    metrics = [m for m in (*results.TRIAL_METRICS, "model_change_l2", "wall_time_s") if m in trials.columns]
     out = {"trials": trials, "summary": stats.summarise(trials, metrics=metrics)}
     present = set(trials["method"])
     tests = [stats.paired_tests(trials, a=a, b=b, metrics=["accuracy", "f1_macro", "f1_binary"])

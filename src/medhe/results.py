@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-GROUPS = ("runs", "sweeps", "convergence", "noniid", "scale", "papersize", "frontier")
+GROUPS = ("runs", "sweeps", "convergence", "noniid", "scale", "papersize", "frontier", "lira")
 
 
 def run_path(profile: str, group: str, *, method: str, seed: int, tag: str = "", root: str | Path = "results") -> Path:
@@ -105,7 +105,7 @@ TRIAL_METRICS = ("accuracy", "f1_binary", "f1_macro", "loss", "majority_accuracy
 def trials_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, seed): final-round test metrics, bytes, epsilon and wall time."""
     keep = ["method", "seed", *TRIAL_METRICS, "bytes_up_per_client", "bytes_down_per_client", "density",
-            "epsilon_rdp", "epsilon_pld", "wall_time_s"]
+            "epsilon_rdp", "epsilon_pld", "model_change_l2", "wall_time_s"]
     out = runs[[c for c in keep if c in runs.columns]].copy()
     return out.sort_values(["method", "seed"]).reset_index(drop=True)
 
@@ -163,7 +163,8 @@ def frontier_table(front_runs: pd.DataFrame, front_hist: pd.DataFrame, baseline:
     tags = comm["run_dir"].map(lambda d: Path(d).name.split("-"))
     comm["sparsity"] = tags.map(lambda t: float(t[0].removeprefix("sparsity")))
     comm["bits"] = tags.map(lambda t: int(t[1].removeprefix("bits")))
-    out = comm.merge(front_runs[["run_dir", "accuracy", "f1_macro"]], on="run_dir")
+    cols = [c for c in ("run_dir", "accuracy", "f1_macro", "model_change_l2") if c in front_runs.columns]
+    out = comm.merge(front_runs[cols], on="run_dir")
     out["kind"] = "frontier"
     base = baseline.assign(kind="trial", sparsity=float("nan"), bits=float("nan"))
     out = pd.concat([out, base], ignore_index=True)

@@ -376,7 +376,7 @@ class TopKSparsifier:
         """Add a correction to the error-feedback residual: ``residual[indices] += values``.
 
         For what a transport lost after :meth:`compress`, e.g. the quantisation error of the BFV
-        transport (``BFVRoundResult.feedback``), so that ``sent_as_delivered + residual ==
+        transport (``RoundResult.feedback``), so that ``sent_as_delivered + residual ==
         update + old_residual`` still holds and nothing is lost over rounds. Values are cast to
         the residual's dtype (that of the updates).
 

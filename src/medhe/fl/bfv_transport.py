@@ -6,15 +6,16 @@ Round, per client i with weight w_i (as in :mod:`medhe.fl.ckks_transport`):
    index set to the server, ``dense`` reveals nothing but the model size);
 2. x_i = w_i * v_i + n_i (weight and DP noise share applied by the client,
    :func:`~medhe.fl.transport.noisy_weighted`);
-3. quantise to ``value_bits`` bits against a bound shared by all clients: by default
-   ``clip_norm * max(weights)`` (public, reveals nothing; every |w_i v_i| <= w_i C lies inside it).
-   Rounding is deterministic (``np.rint``, half to even), no randomness is drawn;
+3. quantise to ``value_bits`` bits against a bound shared by all clients and computed from public
+   values only (:func:`~medhe.fl.transport.quantisation_bound`: C, the weights, the number of values
+   sent, ``range_factor`` and the DP noise std). Rounding is deterministic (``np.rint``, half to
+   even), no randomness is drawn;
 4. pack F values per plaintext coefficient with carry room for the client count
    (:mod:`medhe.bfv.layout`), encrypt with the shared secret key, upload seeded ciphertexts;
 5. the server (parameters only, no key) adds and sends the full-size sum down to every client;
 6. clients check the noise budget, decrypt, unpack the exact integer sum, and dequantise.
 
-Quantisation error feedback: :class:`BFVRoundResult` carries ``feedback``, per client
+Quantisation error feedback: the :class:`~medhe.fl.transport.RoundResult` carries ``feedback``, per client
 (payload indices, (x_i - deq(q_i)) / w_i at those positions), in *payload* units. The error is that
 of quantising what the client actually encoded, noise included, so the noise share itself is *not*
 fed back: the lost signal is w v - (deq(q) - n) = x - deq(q). Feeding back w v - deq(q) instead
@@ -26,18 +27,17 @@ residual is in pre-clipping units and the payload in post-clipping units; where 
 the payload by c < 1 the error fed back is c times too small (the clipped-off part is not fed back
 at all, as before).
 
-``range_factor`` (default None: the worst-case bound above). With C = 1 and k ~ 6.7 M kept values
-the typical |w v_i| is about w C / sqrt(k), some 300 times below the 8-bit step w_max C / 127, so
-without noise almost everything quantises to zero and waits in the residual. A public
-alternative is ``bound = clip_norm * max(weights) * range_factor / sqrt(n_values)`` (n_values =
-values each client encrypts, public); values beyond it saturate and the excess is fed back.
+``range_factor=None`` quantises against the worst case C * w_max. With C = 1 and k ~ 6.7 M kept
+values the typical |w v_i| is about w C / sqrt(k), some 300 times below the 8-bit step
+w_max C / 127, so without noise everything quantises to zero and the model never moves (measured:
+``benchmarks/quant_range.py``). A finite ``range_factor`` f uses C * w_max * f / sqrt(n_values);
+values beyond it saturate and the excess is fed back.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -46,19 +46,8 @@ from medhe import bfv
 from medhe.ckks.packing import dequantise, quantise
 from medhe.ckks.sparse import scatter_dense
 from medhe.comm import ByteLedger
-from medhe.fl.transport import NoiseFn, Payload, RoundResult, align_payloads, check_round_inputs, noisy_weighted
-
-
-@dataclass
-class BFVRoundResult(RoundResult):
-    """A :class:`RoundResult` plus each client's quantisation error for its error-feedback residual.
-
-    Attributes:
-        feedback: per client, (payload indices, error in payload units at those indices); for a
-            dense payload the indices are ``arange(size)``.
-    """
-
-    feedback: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+from medhe.fl.transport import (NoiseFn, Payload, RoundResult, align_payloads, check_round_inputs, noise_std,
+                                 noisy_weighted, quantisation_bound, quantisation_feedback)
 
 
 class BFVTransport:
@@ -71,7 +60,8 @@ class BFVTransport:
         clip_norm: the L2 clipping bound C the clients apply (sets the quantisation bound).
         num_clients: the most clients per round (sets the carry bits).
         range_factor: None for the worst-case bound C * max(w); else C * max(w) * range_factor /
-            sqrt(values per client).
+            sqrt(values per client) (:func:`~medhe.fl.transport.quantisation_bound`).
+        noise_sigmas: the bound is widened by this many per-client noise stds.
         block_ciphertexts: ciphertexts per client encrypted, summed and decrypted at a time (memory).
         min_budget_bits: refuse parameters whose measured budget after summing ``num_clients``
             ciphertexts is below this.
@@ -85,7 +75,8 @@ class BFVTransport:
     name = "bfv"
 
     def __init__(self, cfg: bfv.BFVParams, *, size: int, alignment: str, clip_norm: float, num_clients: int,
-                 range_factor: float | None = None, block_ciphertexts: int = 64, min_budget_bits: int = 1) -> None:
+                 range_factor: float | None = None, noise_sigmas: float = 4.0, block_ciphertexts: int = 64,
+                 min_budget_bits: int = 1) -> None:
         if not isinstance(cfg, bfv.BFVParams):
             raise TypeError(f"cfg must be a medhe.bfv.BFVParams, got {type(cfg).__name__}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -94,8 +85,8 @@ class BFVTransport:
             raise ValueError(f"alignment must be 'union' or 'dense', got {alignment!r}")
         if not (isinstance(clip_norm, (int, float)) and math.isfinite(clip_norm) and clip_norm > 0):
             raise ValueError(f"clip_norm must be finite and > 0, got {clip_norm!r}")
-        if range_factor is not None and not (math.isfinite(range_factor) and range_factor > 0):
-            raise ValueError(f"range_factor must be None or finite and > 0, got {range_factor!r}")
+        quantisation_bound(clip_norm=clip_norm, weights=[1.0], num_values=1, range_factor=range_factor,
+                           noise_sigmas=noise_sigmas)  # checks range_factor and noise_sigmas
         if isinstance(block_ciphertexts, bool) or not isinstance(block_ciphertexts, int) or block_ciphertexts < 1:
             raise ValueError(f"block_ciphertexts must be a positive int, got {block_ciphertexts!r}")
         self.cfg = cfg
@@ -104,6 +95,7 @@ class BFVTransport:
         self.clip_norm = float(clip_norm)
         self.num_clients = num_clients
         self.range_factor = range_factor
+        self.noise_sigmas = float(noise_sigmas)
         self.block_ciphertexts = block_ciphertexts
         self.layout = bfv.FieldLayout(value_bits=cfg.value_bits, num_clients=num_clients,
                                       plain_modulus_bits=cfg.plain_modulus_bits)
@@ -119,17 +111,16 @@ class BFVTransport:
             raise ValueError(f"num_clients={num_clients} exceeds the {self.num_clients} the layout was sized for")
         ledger.add(self._parms_bytes, round_=0, client=0, direction="up", category="context")
 
-    def bound(self, weights: Sequence[float], num_values: int) -> float:
+    def bound(self, weights: Sequence[float], num_values: int, noise: NoiseFn | None = None) -> float:
         """The quantisation bound shared by all clients of a round (public inputs only)."""
-        b = self.clip_norm * max(weights)
-        if self.range_factor is not None:
-            b *= self.range_factor / math.sqrt(max(num_values, 1))
-        return b
+        return quantisation_bound(clip_norm=self.clip_norm, weights=weights, num_values=num_values,
+                                  range_factor=self.range_factor, noise_std=noise_std(noise),
+                                  noise_sigmas=self.noise_sigmas)
 
     # ------------------------------------------------------------------ round
 
     def round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None,
-              ledger: ByteLedger, round_: int) -> BFVRoundResult:
+              ledger: ByteLedger, round_: int) -> RoundResult:
         """One round: align, quantise, encrypt, add on the server, decrypt; see the module docstring.
 
         Raises:
@@ -145,13 +136,14 @@ class BFVTransport:
         union, vectors = align_payloads(payloads, alignment=self.alignment, size=self.size, ledger=ledger,
                                         round_=round_)
         n = int(vectors[0].size)
-        bound = self.bound(weights, n)
+        bound = self.bound(weights, n, noise)
         bits = self.cfg.value_bits
         t = time.perf_counter()
         xs = noisy_weighted(vectors, weights, noise)
         qs = [quantise(x, bits=bits, bound=bound) for x in xs]
         timings["encrypt"] += time.perf_counter() - t
-        feedback = [self._feedback(p, x, q, w, union, bound) for p, x, q, w in zip(payloads, xs, qs, weights)]
+        feedback = [quantisation_feedback(p, x, dequantise(q, bits=bits, bound=bound), w, union, self.size)
+                    for p, x, q, w in zip(payloads, xs, qs, weights)]
         total, least = self._exchange(qs, n, ledger, round_, timings)
         info = {"encrypted_values_per_client": float(n), "quant_bound": bound,
                 "quant_zero_frac": float(np.mean([np.mean(q == 0) for q in qs])),
@@ -165,19 +157,7 @@ class BFVTransport:
         else:
             mean = scatter_dense(union, mean, length=self.size).astype(np.float32)
             info["union_density"] = union.size / self.size
-        return BFVRoundResult(mean, timings, info, feedback=feedback)
-
-    def _feedback(self, payload: Payload, x: np.ndarray, q: np.ndarray, w: float, union: np.ndarray | None,
-                  bound: float) -> tuple[np.ndarray, np.ndarray]:
-        """(payload indices, (x - deq(q)) / w at the client's own positions)."""
-        if payload.indices is None:
-            idx = np.arange(self.size, dtype=np.int64)
-            pos = idx
-        else:
-            idx = np.asarray(payload.indices, dtype=np.int64)
-            pos = idx if union is None else np.searchsorted(union, idx)
-        err = (x[pos] - dequantise(q[pos], bits=self.cfg.value_bits, bound=bound)) / w
-        return idx, err
+        return RoundResult(mean, timings, info, feedback=feedback)
 
     def _exchange(self, qs: list[np.ndarray], n: int, ledger: ByteLedger, round_: int,
                   timings: dict[str, float]) -> tuple[np.ndarray, int]:

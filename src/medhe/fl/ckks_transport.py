@@ -17,11 +17,15 @@ Sparse updates, two index alignments (``ckks.alignment``):
   encrypting the dense update (sparsity saves no bytes).
 
 Packing (``MethodSpec.packing``): values are quantised to ``ckks.pack_bits`` bits
-against a bound shared by all clients (the clip norm times the largest weight, so
-it reveals nothing) and ``ckks.pack_batch`` of them are packed into each slot with
-carry room for the client count (:mod:`medhe.ckks.packing`). Values beyond the
-bound saturate; values below half a quantisation step round to zero. Both
-fractions are recorded per round (``quant_zero_frac``, ``quant_saturated_frac``).
+against a bound shared by all clients and computed from public values only
+(:func:`medhe.fl.transport.quantisation_bound`: the clip norm, the weights, the
+number of values sent, ``range_factor`` and the DP noise std), and ``ckks.pack_batch``
+of them are packed into each slot with carry room for the client count
+(:mod:`medhe.ckks.packing`). Values beyond the bound saturate; values below half a
+quantisation step round to zero. Both fractions are recorded per round
+(``quant_zero_frac``, ``quant_saturated_frac``). The quantisation error goes back
+into each client's error-feedback residual (``RoundResult.feedback``, as under BFV),
+so nothing is lost over rounds.
 
 Memory stays bounded: vectors are encrypted, summed and decrypted in blocks of
 ``block_chunks`` ciphertexts; every ciphertext is still serialised and counted.
@@ -36,7 +40,8 @@ import numpy as np
 
 from medhe import ckks
 from medhe.comm import ByteLedger
-from medhe.fl.transport import NoiseFn, Payload, RoundResult, align_payloads, check_round_inputs, noisy_weighted
+from medhe.fl.transport import (NoiseFn, Payload, RoundResult, align_payloads, check_round_inputs, noise_std,
+                                 noisy_weighted, quantisation_bound, quantisation_feedback)
 from medhe.params import CKKSParams
 
 
@@ -52,7 +57,8 @@ class CKKSTransport:
     name = "ckks"
 
     def __init__(self, cfg: CKKSParams, *, size: int, packing: bool, alignment: str, clip_norm: float,
-                 num_clients: int, block_chunks: int = 32) -> None:
+                 num_clients: int, range_factor: float | None = None, noise_sigmas: float = 4.0,
+                 block_chunks: int = 32) -> None:
         if alignment not in ("union", "dense"):
             raise ValueError(f"alignment must be 'union' or 'dense', got {alignment!r}")
         if block_chunks < 1:
@@ -67,6 +73,10 @@ class CKKSTransport:
         self.slots = ckks.slot_count(self.client_ctx)
         self.packing = None
         self.clip_norm = clip_norm
+        self.range_factor = range_factor
+        self.noise_sigmas = noise_sigmas
+        quantisation_bound(clip_norm=clip_norm, weights=[1.0], num_values=1, range_factor=range_factor,
+                           noise_sigmas=noise_sigmas)  # checks the arguments
         if packing:
             self.packing = ckks.PackingSpec(bits=cfg.pack_bits, num_clients=num_clients, batch=cfg.pack_batch,
                                             bound=1.0)
@@ -77,11 +87,17 @@ class CKKSTransport:
 
     # ------------------------------------------------------------------ round
 
+    def bound(self, weights: Sequence[float], num_values: int, noise: NoiseFn | None = None) -> float:
+        """The packing's quantisation bound shared by all clients of a round (public inputs only)."""
+        return quantisation_bound(clip_norm=self.clip_norm, weights=weights, num_values=num_values,
+                                  range_factor=self.range_factor, noise_std=noise_std(noise),
+                                  noise_sigmas=self.noise_sigmas)
+
     def _encrypt(self, x: np.ndarray, bound: float) -> list[bytes]:
+        """Encrypt float values, or (packing) values already quantised to integers."""
         if self.packing is None:
             return ckks.encrypt_vector(self.client_ctx, x)
-        spec = self._spec(bound)
-        return ckks.encrypt_packed(self.client_ctx, ckks.quantise(x, bits=spec.bits, bound=bound), spec)
+        return ckks.encrypt_packed(self.client_ctx, x, self._spec(bound))
 
     def _spec(self, bound: float) -> ckks.PackingSpec:
         p = self.packing
@@ -102,14 +118,19 @@ class CKKSTransport:
                                         round_=round_)
         n = int(vectors[0].size)
         xs = noisy_weighted(vectors, weights, noise)
-        bound = self.clip_norm * max(weights)
         info: dict[str, float] = {"encrypted_values_per_client": float(n)}
+        feedback = []
+        bound = 0.0
         if self.packing is not None:
-            spec = self._spec(bound)
-            step = bound / spec.levels
-            allx = np.concatenate(xs)
-            info["quant_zero_frac"] = float(np.mean(np.abs(allx) < step / 2))
-            info["quant_saturated_frac"] = float(np.mean(np.abs(allx) > bound))
+            bound = self.bound(weights, n, noise)
+            bits = self.packing.bits
+            qs = [ckks.quantise(x, bits=bits, bound=bound) for x in xs]
+            feedback = [quantisation_feedback(p, x, ckks.dequantise(q, bits=bits, bound=bound), w, union, self.size)
+                        for p, x, q, w in zip(payloads, xs, qs, weights)]
+            info["quant_bound"] = bound
+            info["quant_zero_frac"] = float(np.mean([np.mean(q == 0) for q in qs]))
+            info["quant_saturated_frac"] = float(np.mean([np.mean(np.abs(x) > bound) for x in xs]))
+            xs = qs
         per_slot = 1 if self.packing is None else self.packing.batch
         block = self.block_chunks * self.slots * per_slot  # values per block
         total = np.zeros(n, dtype=np.float64)
@@ -139,4 +160,4 @@ class CKKSTransport:
         else:
             mean = ckks.scatter_dense(union, total, length=self.size).astype(np.float32)
             info["union_density"] = union.size / self.size
-        return RoundResult(mean, timings, info)
+        return RoundResult(mean, timings, info, feedback=feedback)

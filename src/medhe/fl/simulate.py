@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 
 from medhe import comm, data, model, records
-from medhe import rng as rngmod
 from medhe.fl import methods
 from medhe.fl.methods import MethodSpec
-from medhe.fl.transport import Payload, PlainTransport
+from medhe.fl.transport import GaussianShares, Payload, PlainTransport
 from medhe.params import Params
 
 
@@ -65,11 +64,12 @@ def make_transport(spec: MethodSpec, P: Params, *, size: int, num_clients: int):
         cfg = BFVParams(poly_modulus_degree=b.poly_modulus_degree, coeff_mod_bit_sizes=b.coeff_mod_bit_sizes,
                         plain_modulus_bits=b.plain_modulus_bits, value_bits=b.value_bits, security_level=b.security_level)
         return BFVTransport(cfg, size=size, alignment=alignment, clip_norm=P.dp.clip_norm, num_clients=num_clients,
-                            range_factor=b.range_factor)
+                            range_factor=P.quant.range_factor, noise_sigmas=P.quant.noise_sigmas)
     from medhe.fl.ckks_transport import CKKSTransport
 
     return CKKSTransport(P.ckks, size=size, packing=spec.packing, alignment=alignment,
-                         clip_norm=P.dp.clip_norm, num_clients=num_clients)
+                         clip_norm=P.dp.clip_norm, num_clients=num_clients, range_factor=P.quant.range_factor,
+                         noise_sigmas=P.quant.noise_sigmas)
 
 
 class Client:
@@ -107,21 +107,16 @@ class Client:
         return Payload(values=values, indices=indices), info
 
 
-def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]):
+def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]) -> GaussianShares | None:
     if not spec.noise or P.dp.noise_multiplier == 0:
         return None
-    from medhe.privacy import add_gaussian_noise, noise_std_per_client
+    from medhe.privacy import noise_std_per_client
 
     # Clients send w_i * clip(x_i): the weighted sum's sensitivity is max_i w_i * C,
     # so each of n clients adds N(0, (z * C * w_max)^2 / n) and the sum carries z * C * w_max.
     std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm * max(weights),
                                num_clients=len(weights))
-
-    def noise(client: int, n: int) -> np.ndarray:
-        gen = rngmod.generator(seed, "dp-noise", client, round_)
-        return add_gaussian_noise(np.zeros(n, dtype=np.float32), std=std, rng=gen)
-
-    return noise
+    return GaussianShares(std=std, seed=seed, round_=round_)
 
 
 def load_dataset(P: Params) -> data.Dataset:
@@ -173,6 +168,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     train_inputs, test_inputs = bundle.encode(ds.x_train), bundle.encode(ds.x_test)
     timer.add("setup", time.perf_counter() - t)
     w = model.get_flat(bundle.module)
+    w0 = w.copy()
     size = int(w.size)
     sizes = [len(p) for p in parts]
     weights = [s / sum(sizes) for s in sizes]
@@ -189,7 +185,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     base = {"method": method, "seed": seed}
     t = time.perf_counter()
     history = [{**base, "round": 0, **_evaluate(bundle, test_inputs, ds.y_test, P),
-                "bytes_up_per_client": 0.0, "bytes_down_per_client": 0.0}]
+                "bytes_up_per_client": 0.0, "bytes_down_per_client": 0.0, "model_change_l2": 0.0}]
     timer.add("evaluate", time.perf_counter() - t)
     bar = _progress(progress, total=P.train.rounds * len(clients), desc=f"{method} s{seed}")
     for r in range(1, P.train.rounds + 1):
@@ -197,6 +193,8 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
                          spec=spec, seed=seed, weights=weights, transport=transport, ledger=ledger,
                          timer=timer, bar=bar)
         w = row.pop("_weights")
+        # sanity: a method whose aggregate is always zero (e.g. everything quantised to 0) never moves
+        row["model_change_l2"] = float(np.linalg.norm(w.astype(np.float64) - w0))
         t = time.perf_counter()
         model.set_flat(bundle.module, w)
         row.update(_evaluate(bundle, test_inputs, ds.y_test, P))

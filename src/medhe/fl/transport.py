@@ -9,8 +9,9 @@ Every transport has the same contract, so methods differ only in composition:
 * ``weights``: aggregation weights (client size / total). **Clients** multiply by
   their weight before sending, so the server only adds (under CKKS it never
   multiplies or rescales);
-* ``noise(client, n)``: the client's share of distributed Gaussian noise for the
-  ``n`` values it transmits, or None without DP;
+* ``noise``: a :class:`GaussianShares` (``noise(client, n)`` is the client's share of
+  distributed Gaussian noise for the ``n`` values it transmits; ``noise.std`` is public), or
+  None without DP;
 * every message is serialised and counted in ``ledger`` by its length; the
   server works only on what it deserialises.
 
@@ -20,16 +21,103 @@ downlink (decrypted under CKKS).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from medhe import comm
+from medhe import rng as rngmod
 from medhe.comm import ByteLedger
 
-NoiseFn = Callable[[int, int], np.ndarray]
+
+@dataclass(frozen=True)
+class GaussianShares:
+    """Each client's share N(0, std^2) of distributed Gaussian noise, drawn per (seed, client, round).
+
+    Called as ``noise(client, n)`` -> float32 array of n draws. ``std`` is public (it follows from
+    the DP parameters), so a transport may use it to size a quantisation range.
+    """
+
+    std: float
+    seed: int
+    round_: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.std) and self.std >= 0):
+            raise ValueError(f"noise std must be finite and >= 0, got {self.std!r}")
+
+    def __call__(self, client: int, n: int) -> np.ndarray:
+        from medhe.privacy import add_gaussian_noise
+
+        gen = rngmod.generator(self.seed, "dp-noise", client, self.round_)
+        return add_gaussian_noise(np.zeros(n, dtype=np.float32), std=self.std, rng=gen)
+
+
+NoiseFn = GaussianShares
+
+
+def quantisation_bound(*, clip_norm: float, weights: Sequence[float], num_values: int, range_factor: float | None,
+                       noise_std: float = 0.0, noise_sigmas: float = 4.0) -> float:
+    """The range [-b, b] every client quantises against in a round; public inputs only.
+
+    b = signal + noise_sigmas * noise_std, where the signal part is
+
+    * ``range_factor=None``: the worst case C * w_max (every clipped, weighted value lies inside,
+      but a clipped top-k update of k values has typical magnitude C w / sqrt(k), far below one
+      8-bit step when k is large, so almost everything rounds to zero);
+    * otherwise C * w_max * min(1, range_factor / sqrt(num_values)): the range of a vector of
+      ``num_values`` entries with L2 norm C * w_max spread evenly, widened by ``range_factor``.
+      Larger entries saturate (a transport with error feedback keeps the excess).
+
+    The noise part keeps a client's DP noise share (std ``noise_std``) from saturating.
+
+    >>> quantisation_bound(clip_norm=1.0, weights=[0.5, 0.5], num_values=100, range_factor=None)
+    0.5
+    >>> quantisation_bound(clip_norm=1.0, weights=[0.5, 0.5], num_values=100, range_factor=4.0, noise_std=0.01)
+    0.24
+    """
+    if not (math.isfinite(clip_norm) and clip_norm > 0):
+        raise ValueError(f"clip_norm must be finite and > 0, got {clip_norm!r}")
+    if range_factor is not None and not (math.isfinite(range_factor) and range_factor > 0):
+        raise ValueError(f"range_factor must be None or finite and > 0, got {range_factor!r}")
+    if not (math.isfinite(noise_sigmas) and noise_sigmas >= 0):
+        raise ValueError(f"noise_sigmas must be finite and >= 0, got {noise_sigmas!r}")
+    if not (math.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
+    signal = clip_norm * max(weights)
+    if range_factor is not None:
+        signal *= min(1.0, range_factor / math.sqrt(max(num_values, 1)))
+    return signal + noise_sigmas * noise_std
+
+
+def noise_std(noise: GaussianShares | None) -> float:
+    """The public per-client noise std of ``noise`` (0 without noise)."""
+    if noise is None:
+        return 0.0
+    if not isinstance(noise, GaussianShares):
+        raise TypeError(f"noise must be a GaussianShares (its std sizes the quantisation range), got {type(noise).__name__}")
+    return float(noise.std)
+
+
+def quantisation_feedback(payload: "Payload", x: np.ndarray, delivered: np.ndarray, weight: float,
+                          union: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(payload indices, (x - delivered) / weight at the client's own positions).
+
+    ``x`` is what the client encoded (weighted values plus its noise share) on the round's common
+    support, ``delivered`` what reached the aggregate for it (the dequantised values). The noise
+    share is *not* fed back: the lost signal is w v - (delivered - n) = x - delivered. Positions
+    outside the client's own payload (union positions where it sent only noise) are not fed back.
+    """
+    if payload.indices is None:
+        idx = np.arange(size, dtype=np.int64)
+        pos = idx
+    else:
+        idx = np.asarray(payload.indices, dtype=np.int64)
+        pos = idx if union is None else np.searchsorted(union, idx)
+    return idx, (x[pos] - delivered[pos]) / weight
 
 
 @dataclass(frozen=True)
@@ -51,6 +139,9 @@ class RoundResult:
     mean_update: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, float] = field(default_factory=dict)
+    feedback: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    """Per client (payload indices, quantisation error in payload units), for its error-feedback
+    residual; empty where nothing is quantised."""
 
 
 def check_round_inputs(payloads: Sequence[Payload], weights: Sequence[float], size: int) -> None:
