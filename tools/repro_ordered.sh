@@ -18,18 +18,26 @@ cp "profiles/$profile.yaml" params.yaml
 if [ -f "locks/$profile.lock" ]; then cp "locks/$profile.lock" dvc.lock; else rm -f dvc.lock; fi
 mkdir -p locks
 
-# priority order: the 5-trial core (and its membership inference), the paper-sized bytes and the
-# cheap tables, the other ablations, convergence and non-IID, the client-count sweep, the
-# frontier, the sparsity sweep; the regex groups select stage names of `dvc stage list`
+# priority order: the 5-trial core seed by seed (so a stopped run still has paired trials; the
+# cheapest check that packed no-DP training moves the model first), the cheap tables, the
+# paper-sized bytes, the frontier, offline LiRA, the other ablations, convergence and non-IID,
+# the client-count sweep, the sparsity sweep; the regexes select stage names of `dvc stage list`
+core='(fedavg|medhe|medhe_no_he|medhe_no_dp)'
 order=(
   '^data$'
-  '^train@(fedavg|medhe|medhe_no_he|medhe_no_dp)-'
+  '^train@medhe_no_dp-42$'
+)
+for seed in $(python -c "from medhe import params; print(*params.load('params.yaml').pipeline.seeds)"); do
+  order+=("^train@$core-$seed\$")
+done
+order+=(
   '^(security|privacy|bench)$'
   '^papersize@'
+  '^frontier@'
+  '^lira@'
   '^train@'
   '^(convergence|noniid)@'
   '^scale@'
-  '^frontier@'
   '^sweep@'
 )
 stages=$(dvc stage list | awk '{print $1}')
