@@ -23,6 +23,16 @@ def _fig(width: float = 6.0, height: float = 3.4):
         return plt.subplots(figsize=(width, height))
 
 
+def _finish(fig, ax, *, ylabel: str, xlabel: str | None = None, fontsize: int = 7):
+    """Axis labels, legend and tight layout; returns the figure."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=fontsize)
+    fig.tight_layout()
+    return fig
+
+
 def bytes_per_method(comm: pd.DataFrame):
     """Uplink bytes per client per round, per method, log scale; one bar group per model size."""
     fig, ax = _fig()
@@ -74,10 +84,7 @@ def metric_per_method(summary: pd.DataFrame, *, metrics=("accuracy", "f1_macro")
             ax.axhline(float(base["mean"].mean()), ls=":", lw=1, color=f"C{k}", label=f"majority-class {metric}")
     ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(methods))], methods, rotation=30, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("test score (mean, 95 % CI)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, ylabel="test score (mean, 95 % CI)")
 
 
 def convergence(hist: pd.DataFrame):
@@ -86,11 +93,7 @@ def convergence(hist: pd.DataFrame):
     for method, sub in hist.groupby("method"):
         curve = sub.groupby("round")["accuracy"].mean()
         ax.plot(curve.index, curve.values, marker="o", label=method)
-    ax.set_xlabel("round")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="round", ylabel="test accuracy", fontsize=8)
 
 
 def epsilon_vs_rounds(eps: pd.DataFrame):
@@ -101,11 +104,7 @@ def epsilon_vs_rounds(eps: pd.DataFrame):
         ax.plot(sub["round"], sub["epsilon_pld"], marker="x", ls="--", label=f"z={z:g} PLD")
     ax.axhline(1.0, color="k", lw=0.8, ls=":", label="epsilon = 1")
     ax.set_yscale("log")
-    ax.set_xlabel("rounds (all clients every round)")
-    ax.set_ylabel("epsilon at delta")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="rounds (all clients every round)", ylabel="epsilon at delta")
 
 
 def he_frontier(security: pd.DataFrame):
@@ -123,11 +122,7 @@ def he_frontier(security: pd.DataFrame):
     ax.scatter([], [], marker="^", color="C1", label="8-bit packed (largest exact B)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("max abs error of one encrypt/decrypt")
-    ax.set_ylabel("bytes per value (serialised)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="max abs error of one encrypt/decrypt", ylabel="bytes per value (serialised)")
 
 
 def save(fig, path: str | Path) -> Path:
@@ -154,11 +149,7 @@ def mia_roc(roc: pd.DataFrame, *, attack: str | None = None):
         ax.step(curve["fpr"].clip(lower=1e-4), curve["tpr"], where="post", label=f"{method} ({best})")
     ax.plot([1e-4, 1], [1e-4, 1], color="k", ls=":", lw=0.8, label="chance")
     ax.set_xscale("log")
-    ax.set_xlabel("false positive rate (log)")
-    ax.set_ylabel("true positive rate")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="false positive rate (log)", ylabel="true positive rate")
 
 
 def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = None, claimed_f1: float | None = None):
@@ -184,8 +175,4 @@ def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = Non
         ax.scatter([claimed_bytes_per_param], [claimed_f1], marker="*", s=140, facecolors="none", edgecolors="r",
                    label="paper's claimed point (not measured)")
     ax.set_xscale("log")
-    ax.set_xlabel("uplink bytes per round per model parameter (measured, all clients)")
-    ax.set_ylabel("macro-F1")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="uplink bytes per round per model parameter (measured, all clients)", ylabel="macro-F1", fontsize=6)
