@@ -1,0 +1,129 @@
+"""Interim tables of a long profile for the README, from the runs made with the profile's current parameters.
+
+While a long profile runs across sessions, ``results/<profile>/runs`` can hold runs made before
+a parameter change (their ``run.json`` records another ``params_digest``). This script keeps only
+the runs whose digest matches ``profiles/<profile>.yaml`` now, says how many it left out, and
+renders the trial, paired-test, membership-inference and bytes tables that the pipeline's
+``stats``, ``mia`` and ``comm`` stages will write once every trial is done.
+
+    python tools/readme_tables.py full            # print the Markdown
+    python tools/readme_tables.py full --write    # replace README.md between <!-- full:begin/end -->
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from medhe import params, report, results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def current_runs(profile: str, group: str, dest: Path) -> tuple[int, int]:
+    """Link the runs of ``group`` made with the profile's current parameters into ``dest``; (kept, left out)."""
+    digest = params.load(ROOT / "profiles" / f"{profile}.yaml").digest()
+    kept = stale = 0
+    for run_json in sorted((ROOT / "results" / profile / group).glob("*/run.json")):
+        if json.loads(run_json.read_text()).get("params_digest") == digest:
+            link = dest / profile / group / run_json.parent.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(run_json.parent)
+            kept += 1
+        else:
+            stale += 1
+    return kept, stale
+
+
+def _pm(row: pd.Series | None, digits: int = 3) -> str:
+    if row is None:
+        return ""
+    return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
+
+
+def trial_table(summary: pd.DataFrame, trials: pd.DataFrame) -> str:
+    lines = ["| method | n | accuracy | macro-F1 (95 % CI) | binary F1 | model moved | run wall time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for method, g in summary.groupby("method"):
+        by = {r["metric"]: r for _, r in g.iterrows()}
+        f1 = by["f1_macro"]
+        t = trials[trials["method"] == method]
+        moved = "" if "model_change_l2" not in t else f"{int((t['model_change_l2'] > 0).sum())} of {len(t)}"
+        wall = by.get("wall_time_s")
+        lines.append(f"| {method} | {int(f1['n'])} | {_pm(by['accuracy'])} | {_pm(f1)} [{f1['ci_low']:.3f}, "
+                     f"{f1['ci_high']:.3f}] | {_pm(by['f1_binary'])} | {moved} | "
+                     f"{'' if wall is None else format(wall['mean'], '.0f')} |")
+    return "\n".join(lines)
+
+
+def tests_table(tests: pd.DataFrame) -> str:
+    lines = ["| a vs b | metric | pairs | mean diff | paired t p | Wilcoxon p |", "|---|---|---|---|---|---|"]
+    for r in tests.itertuples():
+        lines.append(f"| {r.a} vs {r.b} | {r.metric} | {r.n_pairs} | {r.mean_diff:+.3f} | {r.p_ttest:.2g} | "
+                     f"{r.p_wilcoxon:.3g} |")
+    return "\n".join(lines)
+
+
+def mia_table(summary: pd.DataFrame) -> str:
+    lines = ["| method | trials | worst-case success (paper's 4 attacks) | max AUC | max TPR at 1 % FPR |",
+             "|---|---|---|---|---|"]
+    for method, g in summary.groupby("method"):
+        lines.append(f"| {method} | {len(g)} | {g['worst_success_rate'].mean():.3f} ± {g['worst_success_rate'].std():.3f} | "
+                     f"{g['max_auc'].mean():.3f} ± {g['max_auc'].std():.3f} | {g['max_tpr_at_1pct_fpr'].mean():.3f} |")
+    return "\n".join(lines)
+
+
+def bytes_table(comm: pd.DataFrame) -> str:
+    lines = ["| method | MiB up / client / round | MiB down / client / round | ciphertexts / client |",
+             "|---|---|---|---|"]
+    for method, g in comm.groupby("method"):
+        ct = g["ciphertexts_per_client"].mean()
+        lines.append(f"| {method} | {g['mib_up_per_client_round'].mean():,.1f} | "
+                     f"{g['mib_down_per_client_round'].mean():,.1f} | {'' if pd.isna(ct) else f'{ct:,.0f}'} |")
+    return "\n".join(lines)
+
+
+def render(profile: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        kept, stale = current_runs(profile, "runs", Path(tmp))
+        if not kept:
+            return f"No `{profile}` trial has run with the current parameters yet ({stale} older runs left out)."
+        stats = report.stats_tables(profile, root=tmp)
+        mia = report.mia_tables(profile, root=tmp)
+        comm = results.comm_table(results.histories(profile, "runs", root=tmp), results.collect(profile, "runs", root=tmp))
+    parts = [f"{kept} trial runs with the current parameters ({stale} runs made before the last parameter change "
+             "left out).", trial_table(stats["summary"], stats["trials"])]
+    if "tests" in stats:
+        parts.append(tests_table(stats["tests"]))
+    parts += [mia_table(mia["summary"]), bytes_table(comm)]
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("profile")
+    ap.add_argument("--write", action="store_true", help="replace the README between the profile's markers")
+    args = ap.parse_args(argv)
+    md = render(args.profile)
+    if not args.write:
+        print(md)
+        return 0
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    begin, end = f"<!-- {args.profile}:begin -->", f"<!-- {args.profile}:end -->"
+    if begin not in text or end not in text:
+        print(f"README.md lacks the markers {begin} ... {end}", file=sys.stderr)
+        return 2
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{md}\n{end}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
