@@ -46,46 +46,44 @@ def _pm(row: pd.Series | None, digits: int = 3) -> str:
     return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
 
 
+def _md(cols: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
+                     ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def trial_table(summary: pd.DataFrame, trials: pd.DataFrame) -> str:
-    lines = ["| method | n | accuracy | macro-F1 (95 % CI) | binary F1 | model moved | run wall time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    rows = []
     for method, g in summary.groupby("method"):
         by = {r["metric"]: r for _, r in g.iterrows()}
-        f1 = by["f1_macro"]
+        f1, wall = by["f1_macro"], by.get("wall_time_s")
         t = trials[trials["method"] == method]
         moved = "" if "model_change_l2" not in t else f"{int((t['model_change_l2'] > 0).sum())} of {len(t)}"
-        wall = by.get("wall_time_s")
-        lines.append(f"| {method} | {int(f1['n'])} | {_pm(by['accuracy'])} | {_pm(f1)} [{f1['ci_low']:.3f}, "
-                     f"{f1['ci_high']:.3f}] | {_pm(by['f1_binary'])} | {moved} | "
-                     f"{'' if wall is None else format(wall['mean'], '.0f')} |")
-    return "\n".join(lines)
+        rows.append([method, str(int(f1["n"])), _pm(by["accuracy"]), f"{_pm(f1)} [{f1['ci_low']:.3f}, {f1['ci_high']:.3f}]",
+                     _pm(by["f1_binary"]), moved, "" if wall is None else format(wall["mean"], ".0f")])
+    return _md(["method", "n", "accuracy", "macro-F1 (95 % CI)", "binary F1", "model moved", "run wall time (s)"], rows)
 
 
 def tests_table(tests: pd.DataFrame) -> str:
-    lines = ["| a vs b | metric | pairs | mean diff | paired t p | Wilcoxon p |", "|---|---|---|---|---|---|"]
-    for r in tests.itertuples():
-        lines.append(f"| {r.a} vs {r.b} | {r.metric} | {r.n_pairs} | {r.mean_diff:+.3f} | {r.p_ttest:.2g} | "
-                     f"{r.p_wilcoxon:.3g} |")
-    return "\n".join(lines)
+    rows = [[f"{r.a} vs {r.b}", r.metric, str(r.n_pairs), f"{r.mean_diff:+.3f}", f"{r.p_ttest:.2g}", f"{r.p_wilcoxon:.3g}"]
+            for r in tests.itertuples()]
+    return _md(["a vs b", "metric", "pairs", "mean diff", "paired t p", "Wilcoxon p"], rows)
 
 
 def mia_table(summary: pd.DataFrame) -> str:
-    lines = ["| method | trials | worst-case success (paper's 4 attacks) | max AUC | max TPR at 1 % FPR |",
-             "|---|---|---|---|---|"]
-    for method, g in summary.groupby("method"):
-        lines.append(f"| {method} | {len(g)} | {g['worst_success_rate'].mean():.3f} ± {g['worst_success_rate'].std():.3f} | "
-                     f"{g['max_auc'].mean():.3f} ± {g['max_auc'].std():.3f} | {g['max_tpr_at_1pct_fpr'].mean():.3f} |")
-    return "\n".join(lines)
+    rows = [[method, str(len(g)), f"{g['worst_success_rate'].mean():.3f} ± {g['worst_success_rate'].std():.3f}",
+             f"{g['max_auc'].mean():.3f} ± {g['max_auc'].std():.3f}", f"{g['max_tpr_at_1pct_fpr'].mean():.3f}"]
+            for method, g in summary.groupby("method")]
+    return _md(["method", "trials", "worst-case success (paper's 4 attacks)", "max AUC", "max TPR at 1 % FPR"], rows)
 
 
 def bytes_table(comm: pd.DataFrame) -> str:
-    lines = ["| method | MiB up / client / round | MiB down / client / round | ciphertexts / client |",
-             "|---|---|---|---|"]
+    rows = []
     for method, g in comm.groupby("method"):
         ct = g["ciphertexts_per_client"].mean()
-        lines.append(f"| {method} | {g['mib_up_per_client_round'].mean():,.1f} | "
-                     f"{g['mib_down_per_client_round'].mean():,.1f} | {'' if pd.isna(ct) else f'{ct:,.0f}'} |")
-    return "\n".join(lines)
+        rows.append([method, f"{g['mib_up_per_client_round'].mean():,.1f}", f"{g['mib_down_per_client_round'].mean():,.1f}",
+                     "" if pd.isna(ct) else f"{ct:,.0f}"])
+    return _md(["method", "MiB up / client / round", "MiB down / client / round", "ciphertexts / client"], rows)
 
 
 def render(profile: str) -> str:
