@@ -1,8 +1,8 @@
 """Interim tables of a long profile for the README, from the runs made with the profile's current parameters.
 
 While a long profile runs across sessions, ``results/<profile>/runs`` can hold runs made before
-a parameter change (their ``run.json`` records another ``params_digest``). This script keeps only
-the runs whose digest matches ``profiles/<profile>.yaml`` now, says how many it left out, and
+a parameter change (their ``run.json`` records other parameters). This script keeps only the runs
+whose parameters (all sections but ``pipeline``) match ``profiles/<profile>.yaml`` now, says how many it left out, and
 renders the trial, paired-test, membership-inference and bytes tables that the pipeline's
 ``stats``, ``mia`` and ``comm`` stages will write once every trial is done.
 
@@ -27,10 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def current_runs(profile: str, group: str, dest: Path) -> tuple[int, int]:
     """Link the runs of ``group`` made with the profile's current parameters into ``dest``; (kept, left out)."""
-    digest = params.load(ROOT / "profiles" / f"{profile}.yaml").digest()
+    def relevant(p: dict) -> dict:  # the pipeline section says what runs, not how a run runs
+        return {k: v for k, v in p.items() if k != "pipeline"}
+
+    want = relevant(params.load(ROOT / "profiles" / f"{profile}.yaml").to_dict())
     kept = stale = 0
     for run_json in sorted((ROOT / "results" / profile / group).glob("*/run.json")):
-        if json.loads(run_json.read_text()).get("params_digest") == digest:
+        if relevant(json.loads(run_json.read_text())["params"]) == want:
             link = dest / profile / group / run_json.parent.name
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(run_json.parent)
