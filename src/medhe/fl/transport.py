@@ -76,7 +76,7 @@ def quantisation_bound(*, clip_norm: float, weights: Sequence[float], num_values
 
     >>> quantisation_bound(clip_norm=1.0, weights=[0.5, 0.5], num_values=100, range_factor=None)
     0.5
-    >>> quantisation_bound(clip_norm=1.0, weights=[0.5, 0.5], num_values=100, range_factor=4.0, noise_std=0.01)
+    >>> round(quantisation_bound(clip_norm=1.0, weights=[0.5, 0.5], num_values=100, range_factor=4.0, noise_std=0.01), 12)
     0.24
     """
     if not (math.isfinite(clip_norm) and clip_norm > 0):
