@@ -82,3 +82,21 @@ def test_untrained_methods_are_flagged_and_cannot_reproduce(tmp_path):
     assert "never moved" in rows["acc-medhe"].note and "never moved" in rows["mia"].note
     assert "offline LiRA (one target each; not judged): fedavg AUC 0.700 TPR@1%FPR 0.050" in rows["mia"].note
     assert rows["mia"].verdict == claims.NOT_REPRODUCED  # the gap is there, but medhe partly never trained
+
+
+def test_degenerate_t_test_is_not_testable_and_says_why(tmp_path):
+    """Equal paired differences (zero variance) leave the t-test undefined: the ledger must not read p = 0."""
+    from medhe import stats
+    trials = pd.DataFrame({"method": ["fedavg"] * 3 + ["medhe"] * 3, "seed": [1, 2, 3] * 2,
+                           "accuracy": [0.70, 0.72, 0.74, 0.65, 0.67, 0.69]})
+    _write(tmp_path, "stats/tests.csv", stats.paired_tests(trials, a="medhe", b="fedavg", metrics=["accuracy"]))
+    _write(tmp_path, "stats/summary.csv", [
+        {"method": "medhe", "metric": "f1_macro", "mean": 0.42, "std": 0.03, "n": 3},
+        {"method": "fedavg", "metric": "f1_macro", "mean": 0.68, "std": 0.02, "n": 3}])
+    _write(tmp_path, "mia/summary.csv", [
+        {"method": "medhe", "seed": 1, "worst_success_rate": 0.51},
+        {"method": "fedavg", "seed": 1, "worst_success_rate": 0.59}])
+    rows = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}
+    assert rows["p-value"].verdict == claims.NOT_TESTABLE
+    assert "zero variance" in rows["p-value"].note and "-0.050" in rows["p-value"].measured
+    assert rows["mia"].measured == "fedavg 0.590 (macro-F1 0.680); medhe 0.510 (macro-F1 0.420)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,6 +52,18 @@ def test_constant_shift_is_significant_and_identical_runs_are_not_testable():
     same = stats.paired_tests(pd.concat([df, df[df.method == "fedavg"].assign(method="copy")]),
                               a="copy", b="fedavg", metrics=["accuracy"]).iloc[0]
     assert np.isnan(same["p_ttest"]) and "zero" in same["note"]
+
+
+def test_equal_nonzero_differences_leave_the_t_test_undefined_but_not_wilcoxon():
+    df = _trials()
+    shifted = df[df.method == "fedavg"].assign(method="plus", accuracy=lambda d: d.accuracy + 0.005)
+    t = stats.paired_tests(pd.concat([df, shifted]), a="plus", b="fedavg", metrics=["accuracy"]).iloc[0]
+    with warnings.catch_warnings():  # scipy itself says |t| huge or inf, p ~ 0 here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert sps.ttest_rel(shifted.accuracy, df[df.method == "fedavg"].accuracy).pvalue < 1e-10
+    assert np.isnan(t["p_ttest"]) and np.isnan(t["t"]) and "zero variance" in t["note"]
+    assert t["p_wilcoxon"] == pytest.approx(0.0625)  # 5 positive differences, exact two-sided
+    assert t["mean_diff"] == pytest.approx(0.005)
 
 
 def test_missing_column_is_a_clear_error():

@@ -275,9 +275,13 @@ def rule_p_value(c, m):
     if t is None:
         return _missing("paired tests", "stats")
     rows = t[(t["a"] == "medhe") & (t["b"] == "fedavg") & (t["metric"] == "accuracy")]
-    if not len(rows) or pd.isna(rows.iloc[0]["p_ttest"]):
+    if not len(rows):
         return "n/a", NOT_TESTABLE, "needs >= 2 paired trials of medhe and fedavg"
     r = rows.iloc[0]
+    if pd.isna(r["p_ttest"]):
+        wil = "" if pd.isna(r["p_wilcoxon"]) else f"; Wilcoxon p = {r['p_wilcoxon']:.3g}"
+        return (f"t-test undefined ({int(r['n_pairs'])} pairs){wil}; mean diff {r['mean_diff']:+.3f}", NOT_TESTABLE,
+                r["note"] if isinstance(r["note"], str) and r["note"] else "needs >= 2 paired trials of medhe and fedavg")
     measured = (f"p = {r['p_ttest']:.3g} (t-test, {int(r['n_pairs'])} pairs), Wilcoxon p = {r['p_wilcoxon']:.3g}; "
                 f"mean diff {r['mean_diff']:+.3f}")
     return measured, REPRODUCED if r["p_ttest"] >= ALPHA else NOT_REPRODUCED, ""
@@ -314,14 +318,17 @@ def rule_dp_epsilon(c, m):
 def rule_mia(c, m):
     """Worst-case success rate (balanced accuracy at a calibration-fitted threshold, best of the paper's four
     attacks), mean over trials. Reproduced if MedHE's is lower than FedAvg's by at least half the claimed gap.
-    medhe_no_he and medhe_no_dp are shown: encryption should not change leakage of the final model, DP should."""
+    medhe_no_he and medhe_no_dp are shown: encryption should not change leakage of the final model, DP should.
+    Each method's mean macro-F1 is shown beside it: lower leakage at near-chance utility is no privacy gain."""
     mia = m.csv("mia/summary.csv")
     if mia is None:
         return _missing("membership inference", "train + mia")
     means = mia.groupby("method")["worst_success_rate"].mean()
     if not {"medhe", "fedavg"} <= set(means.index):
         return _missing("membership inference for medhe and fedavg", "train + mia")
-    shown = "; ".join(f"{k} {v:.3f}" for k, v in means.items())
+    f1 = {k: _summary(m, k, "f1_macro") for k in means.index}
+    shown = "; ".join(f"{k} {v:.3f}" + ("" if f1[k] is None else f" (macro-F1 {f1[k]['mean']:.3f})")
+                      for k, v in means.items())
     ok = means["fedavg"] - means["medhe"] >= (c["fedavg"] - c["medhe"]) / 2
     warn = untrained(m, list(means.index))
     ok = ok and not untrained(m, ["medhe", "fedavg"])

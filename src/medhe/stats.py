@@ -56,7 +56,10 @@ def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str]
     Per metric: number of pairs, mean difference (a - b), the paired t-test (two-sided,
     ``scipy.stats.ttest_rel``) as the paper reports it, and the Wilcoxon signed-rank test
     (exact two-sided; with 5 pairs its smallest possible p is 0.0625). Tests that cannot be
-    computed (fewer than 2 pairs, all differences zero) give NaN with a note.
+    computed (fewer than 2 pairs, all differences zero) give NaN with a note. When every
+    pair differs by the same nonzero amount the differences have zero variance, so the
+    t statistic is undefined (scipy returns +-inf and p = 0); it is NaN with a note, and the
+    Wilcoxon test, which needs only the signs and ranks, is still computed.
     """
     _check_columns(trials, [by, pair_on, *metrics])
     left = trials[trials[by] == a].set_index(pair_on)
@@ -75,8 +78,11 @@ def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str]
         elif np.all(d == 0):
             row["note"] = "all paired differences are zero"
         else:
-            t = sps.ttest_rel(x, y)
-            row.update(t=float(t.statistic), p_ttest=float(t.pvalue))
+            if np.ptp(d) <= 1e-12 * max(1.0, float(np.max(np.abs(d)))):
+                row["note"] = f"all paired differences equal {d[0]:+.6g}: zero variance, t-test undefined"
+            else:
+                t = sps.ttest_rel(x, y)
+                row.update(t=float(t.statistic), p_ttest=float(t.pvalue))
             w = sps.wilcoxon(x, y, method="exact" if len(common) <= 25 else "auto")
             row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue))
         rows.append(row)
