@@ -21,6 +21,14 @@ def _two_class_proba(conf: np.ndarray) -> np.ndarray:
     return np.column_stack([conf, 1 - conf])  # label 0 is the true label everywhere below
 
 
+def _input(members_conf: np.ndarray, nonmembers_conf: np.ndarray) -> A.AttackInput:
+    """Attack input from the true-label confidences of members and non-members (true label 0)."""
+    return A.AttackInput.from_proba(proba_members=_two_class_proba(members_conf),
+                                    labels_members=np.zeros(members_conf.size, int),
+                                    proba_nonmembers=_two_class_proba(nonmembers_conf),
+                                    labels_nonmembers=np.zeros(nonmembers_conf.size, int))
+
+
 # ------------------------------------------------------------------ ROC maths (golden vs sklearn)
 
 
@@ -97,9 +105,7 @@ def test_confidence_attack_auc_near_analytic_value(a: float) -> None:
     # AUC = P(X > U) = E[X] = a / (a + 1).
     g = rngmod.generator(7, "test-beta")
     n = 4000
-    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(a, 1, n)), labels_members=np.zeros(n, int),
-                                   proba_nonmembers=_two_class_proba(g.uniform(size=n)),
-                                   labels_nonmembers=np.zeros(n, int))
+    inp = _input(g.beta(a, 1, n), g.uniform(size=n))
     split = A.membership_split(n, n, seed=0)
     res = A.run_attacks(inp, calibration=split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=200))
     conf = next(r for r in res if r.attack == "confidence")
@@ -146,9 +152,7 @@ def test_attack_models_never_see_evaluation_labels() -> None:
     # any learned-attack score: fitting only reads calibration records.
     g = rngmod.generator(1, "test-perm")
     n = 60
-    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(3, 1, n)), labels_members=np.zeros(n, int),
-                                   proba_nonmembers=_two_class_proba(g.beta(1, 1, n)),
-                                   labels_nonmembers=np.zeros(n, int))
+    inp = _input(g.beta(3, 1, n), g.beta(1, 1, n))
     split = A.membership_split(n, n, seed=0)
     logp, labels, is_member = inp.stacked()
     feats = scores.attack_features(logp, labels)
@@ -166,9 +170,7 @@ def test_attack_models_never_see_evaluation_labels() -> None:
 def test_suspiciously_low_auc_is_flagged() -> None:
     g = rngmod.generator(2, "test-low")
     n = 200
-    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(1, 3, n)), labels_members=np.zeros(n, int),
-                                   proba_nonmembers=_two_class_proba(g.beta(3, 1, n)),
-                                   labels_nonmembers=np.zeros(n, int))
+    inp = _input(g.beta(1, 3, n), g.beta(3, 1, n))
     split = A.membership_split(n, n, seed=0)
     res = A.run_attacks(inp, calibration=split.calibration, seed=0, config=A.MIAConfig(n_bootstrap=10))
     conf = next(r for r in res if r.attack == "confidence")
@@ -178,9 +180,7 @@ def test_suspiciously_low_auc_is_flagged() -> None:
 def test_run_attacks_is_deterministic_per_seed() -> None:
     g = rngmod.generator(5, "test-det")
     n = 80
-    inp = A.AttackInput.from_proba(proba_members=_two_class_proba(g.beta(2, 1, n)), labels_members=np.zeros(n, int),
-                                   proba_nonmembers=_two_class_proba(g.beta(1, 1, n)),
-                                   labels_nonmembers=np.zeros(n, int))
+    inp = _input(g.beta(2, 1, n), g.beta(1, 1, n))
     split = A.membership_split(n, n, seed=0)
     cfg = A.MIAConfig(n_bootstrap=100)
     a, b, c = (A.run_attacks(inp, calibration=split.calibration, seed=s, config=cfg) for s in (0, 0, 1))
