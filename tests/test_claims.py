@@ -100,3 +100,12 @@ def test_degenerate_t_test_is_not_testable_and_says_why(tmp_path):
     assert rows["p-value"].verdict == claims.NOT_TESTABLE
     assert "zero variance" in rows["p-value"].note and "-0.050" in rows["p-value"].measured
     assert rows["mia"].measured == "fedavg 0.590 (macro-F1 0.680); medhe 0.510 (macro-F1 0.420)"
+
+
+def test_ledger_csv_round_trips_to_the_same_markdown(tmp_path):
+    """The README's ledger block is rebuilt from claims.csv: reading the csv back must lose nothing."""
+    rows = claims.build_ledger(CLAIMS, root=tmp_path, profile="nothing")
+    path = tmp_path / "claims.csv"
+    claims.to_frame(rows).to_csv(path, index=False)
+    back = claims.from_csv(path)
+    assert back == rows and claims.to_markdown(back) == claims.to_markdown(rows)

@@ -8,6 +8,9 @@ renders the trial, paired-test, membership-inference and bytes tables that the p
 
     python tools/readme_tables.py full            # print the Markdown
     python tools/readme_tables.py full --write    # replace README.md between <!-- full:begin/end -->
+
+With ``--ledger`` it renders the profile's claims ledger instead (``results/<profile>/claims.csv``,
+written by the pipeline's ``claims`` stage), between ``<!-- ledger:<profile>:begin/end -->``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medhe import params, report, results
+from medhe import claims, params, report, results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +70,13 @@ def trial_table(summary: pd.DataFrame, trials: pd.DataFrame) -> str:
     return _md(["method", "n", "accuracy", "macro-F1 (95 % CI)", "binary F1", "model moved", "run wall time (s)"], rows)
 
 
+def _p(p: float, digits: str) -> str:
+    return "undefined" if pd.isna(p) else format(p, digits)
+
+
 def tests_table(tests: pd.DataFrame) -> str:
-    rows = [[f"{r.a} vs {r.b}", r.metric, str(r.n_pairs), f"{r.mean_diff:+.3f}", f"{r.p_ttest:.2g}", f"{r.p_wilcoxon:.3g}"]
-            for r in tests.itertuples()]
+    rows = [[f"{r.a} vs {r.b}", r.metric, str(r.n_pairs), f"{r.mean_diff:+.3f}", _p(r.p_ttest, ".2g"),
+             _p(r.p_wilcoxon, ".3g")] for r in tests.itertuples()]
     return _md(["a vs b", "metric", "pairs", "mean diff", "paired t p", "Wilcoxon p"], rows)
 
 
@@ -105,18 +112,28 @@ def render(profile: str) -> str:
     return "\n\n".join(parts)
 
 
+def render_ledger(profile: str) -> str:
+    path = ROOT / "results" / profile / "claims.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path.relative_to(ROOT)} not found: run the pipeline's claims stage for profile {profile!r}")
+    rows = claims.from_csv(path)
+    return f"{rows[0].configuration}\n\n{claims.table_markdown(rows)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile")
+    ap.add_argument("--ledger", action="store_true", help="render the profile's claims ledger instead")
     ap.add_argument("--write", action="store_true", help="replace the README between the profile's markers")
     args = ap.parse_args(argv)
-    md = render(args.profile)
+    md = render_ledger(args.profile) if args.ledger else render(args.profile)
     if not args.write:
         print(md)
         return 0
     readme = ROOT / "README.md"
     text = readme.read_text()
-    begin, end = f"<!-- {args.profile}:begin -->", f"<!-- {args.profile}:end -->"
+    tag = f"ledger:{args.profile}" if args.ledger else args.profile
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     if begin not in text or end not in text:
         print(f"README.md lacks the markers {begin} ... {end}", file=sys.stderr)
         return 2

@@ -508,15 +508,24 @@ def to_frame(rows: list[LedgerRow]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in rows])
 
 
+def from_csv(path: str | Path) -> list[LedgerRow]:
+    """The rows of a ledger written by ``to_frame(...).to_csv``."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return [LedgerRow(**r) for r in df.to_dict("records")]
+
+
+def table_markdown(rows: list[LedgerRow]) -> str:
+    """The verdict counts and the table (id, claim, measured, verdict, note), without the rules."""
+    counts = pd.Series([r.verdict for r in rows]).value_counts().to_dict()
+    lines = ["Verdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()), "",
+             "| id | claim | measured | verdict | note |", "|---|---|---|---|---|"]
+    lines += [f"| {r.id} | {r.claim} | {r.measured} | **{r.verdict}** | {r.note} |" for r in rows]
+    return "\n".join(lines)
+
+
 def to_markdown(rows: list[LedgerRow]) -> str:
     """The ledger as a Markdown table (id, claim, measured, verdict, note) plus the rules."""
-    counts = pd.Series([r.verdict for r in rows]).value_counts().to_dict()
     lines = [f"# Claims ledger (profile `{rows[0].profile}`)" if rows else "# Claims ledger", "",
-             rows[0].configuration if rows else "", "",
-             "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()), "",
-             "| id | claim | measured | verdict | note |", "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.id} | {r.claim} | {r.measured} | **{r.verdict}** | {r.note} |")
-    lines += ["", "## Rules", ""]
+             rows[0].configuration if rows else "", "", table_markdown(rows), "", "## Rules", ""]
     lines += [f"- **{r.id}** ({r.source}): {r.rule}" for r in rows]
     return "\n".join(lines) + "\n"
