@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medhe import claims, records
+from medhe import claims, records, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ROOT / "claims" / "paper.yaml"
@@ -86,7 +86,6 @@ def test_untrained_methods_are_flagged_and_cannot_reproduce(tmp_path):
 
 def test_degenerate_t_test_is_not_testable_and_says_why(tmp_path):
     """Equal paired differences (zero variance) leave the t-test undefined: the ledger must not read p = 0."""
-    from medhe import stats
     trials = pd.DataFrame({"method": ["fedavg"] * 3 + ["medhe"] * 3, "seed": [1, 2, 3] * 2,
                            "accuracy": [0.70, 0.72, 0.74, 0.65, 0.67, 0.69]})
     _write(tmp_path, "stats/tests.csv", stats.paired_tests(trials, a="medhe", b="fedavg", metrics=["accuracy"]))

@@ -275,13 +275,12 @@ def rule_p_value(c, m):
     if t is None:
         return _missing("paired tests", "stats")
     rows = t[(t["a"] == "medhe") & (t["b"] == "fedavg") & (t["metric"] == "accuracy")]
-    if not len(rows):
+    if not len(rows) or rows.iloc[0]["n_pairs"] < 2:
         return "n/a", NOT_TESTABLE, "needs >= 2 paired trials of medhe and fedavg"
     r = rows.iloc[0]
-    if pd.isna(r["p_ttest"]):
+    if pd.isna(r["p_ttest"]):  # stats.paired_tests notes why (all differences zero, or zero variance)
         wil = "" if pd.isna(r["p_wilcoxon"]) else f"; Wilcoxon p = {r['p_wilcoxon']:.3g}"
-        return (f"t-test undefined ({int(r['n_pairs'])} pairs){wil}; mean diff {r['mean_diff']:+.3f}", NOT_TESTABLE,
-                r["note"] if isinstance(r["note"], str) and r["note"] else "needs >= 2 paired trials of medhe and fedavg")
+        return f"t-test undefined ({int(r['n_pairs'])} pairs){wil}; mean diff {r['mean_diff']:+.3f}", NOT_TESTABLE, r["note"]
     measured = (f"p = {r['p_ttest']:.3g} (t-test, {int(r['n_pairs'])} pairs), Wilcoxon p = {r['p_wilcoxon']:.3g}; "
                 f"mean diff {r['mean_diff']:+.3f}")
     return measured, REPRODUCED if r["p_ttest"] >= ALPHA else NOT_REPRODUCED, ""
