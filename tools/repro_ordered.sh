@@ -20,7 +20,7 @@ mkdir -p locks
 
 # priority order: the 5-trial core seed by seed (so a stopped run still has paired trials; the
 # cheapest check that packed no-DP training moves the model first), the cheap tables, the
-# paper-sized bytes, the frontier, offline LiRA, the other ablations, convergence and non-IID,
+# paper-sized bytes, offline LiRA and the MIA table (issue 5), the frontier, the other ablations, convergence and non-IID,
 # the client-count sweep, the sparsity sweep; the regexes select stage names of `dvc stage list`
 core='(fedavg|medhe|medhe_no_he|medhe_no_dp)'
 order=(
@@ -33,8 +33,9 @@ done
 order+=(
   '^(security|privacy|bench)$'
   '^papersize@'
-  '^frontier@'
   '^lira@'
+  '^mia$'
+  '^frontier@'
   '^train@'
   '^(convergence|noniid)@'
   '^scale@'
