@@ -122,6 +122,10 @@ NOTEBOOKS = {
                  "records.write_json(f\"{base}/stats/metrics.json\", report.metrics_summary(tables))\n"
                  "tables[\"summary\"].pivot(index=\"method\", columns=\"metric\", values=\"mean\")"),
         ("code", "tables.get(\"tests\")"),
+        ("md", "Wall time per phase, mean seconds per run. `untimed` is what the transports leave outside their phases\n"
+               "(index alignment, noise, quantisation and error feedback in the CKKS and BFV paths), so each method's\n"
+               "phases add up to its wall time."),
+        ("code", "tables[\"phases\"].pivot(index=\"phase\", columns=\"method\", values=\"mean_s\")"),
     ],
     "90_figures": [
         ("md", "# 90 · Figures\n\nThe only writer of `figures/`; reads only `results/`."),

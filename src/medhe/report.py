@@ -52,11 +52,12 @@ def comm_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.D
 
 
 def stats_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.DataFrame]:
-    """``trials``, ``summary`` (mean, std ddof=1, 95 % CI), paired ``tests``, ``convergence`` tables."""
+    """``trials``, ``summary`` (mean, std ddof=1, 95 % CI), wall time per ``phases``, paired ``tests``,
+    ``convergence`` tables."""
     runs = results.collect(profile, "runs", root=root)
     trials = results.trials_table(runs)
     metrics = [m for m in (*results.TRIAL_METRICS, "model_change_l2", "wall_time_s") if m in trials.columns]
-    out = {"trials": trials, "summary": stats.summarise(trials, metrics=metrics)}
+    out = {"trials": trials, "summary": stats.summarise(trials, metrics=metrics), "phases": results.phase_table(runs)}
     present = set(trials["method"])
     tests = [stats.paired_tests(trials, a=a, b=b, metrics=["accuracy", "f1_macro", "f1_binary"])
              for a, b in COMPARISONS if {a, b} <= present]

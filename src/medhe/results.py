@@ -110,6 +110,28 @@ def trials_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["method", "seed"]).reset_index(drop=True)
 
 
+def phase_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Wall time per phase and method: mean and std (ddof=1) over trials, seconds, and mean share of the run.
+
+    ``runs`` from :func:`collect`. The row ``untimed`` is the run's wall time minus the sum of its timed
+    phases, so the phases of a method add up to its wall time: the transports do not time every step
+    (the CKKS and BFV transports leave index alignment, noise, quantisation and error feedback outside
+    their phases), and this row shows how much that is instead of hiding it.
+    """
+    cols = sorted(c for c in runs.columns if c.startswith("total_time_"))
+    if "wall_time_s" not in runs.columns or not cols:
+        raise ValueError("runs carry no wall time per phase (run.json: wall_time_s, time_per_phase_s)")
+    per_run = runs[["method", "seed", "wall_time_s", *cols]].copy()
+    per_run["total_time_untimed"] = per_run["wall_time_s"] - per_run[cols].fillna(0.0).sum(axis=1)
+    long = per_run.melt(id_vars=["method", "seed", "wall_time_s"], var_name="phase", value_name="seconds")
+    long = long.dropna(subset=["seconds"])
+    long["phase"] = long["phase"].str.removeprefix("total_time_")
+    long["share"] = long["seconds"] / long["wall_time_s"]
+    out = long.groupby(["method", "phase"]).agg(n=("seconds", "size"), mean_s=("seconds", "mean"),
+                                                std_s=("seconds", "std"), share=("share", "mean"))
+    return out.reset_index()
+
+
 def _tag_value(run_dir: str, prefix: str) -> float:
     name = Path(run_dir).name
     return float(name.split("-", 1)[0].removeprefix(prefix))
