@@ -3,7 +3,7 @@
 While a long profile runs across sessions, ``results/<profile>/runs`` can hold runs made before
 a parameter change (their ``run.json`` records other parameters). This script keeps only the runs
 whose parameters (all sections but ``pipeline``) match ``profiles/<profile>.yaml`` now, says how many it left out, and
-renders the trial, paired-test, membership-inference and bytes tables that the pipeline's
+renders the trial, paired-test, membership-inference, bytes and time-per-phase tables that the pipeline's
 ``stats``, ``mia`` and ``comm`` stages will write once every trial is done.
 
     python tools/readme_tables.py full            # print the Markdown
@@ -96,6 +96,17 @@ def bytes_table(comm: pd.DataFrame) -> str:
     return _md(["method", "MiB up / client / round", "MiB down / client / round", "ciphertexts / client"], rows)
 
 
+def phase_table(phases: pd.DataFrame) -> str:
+    """Mean seconds per run by phase; ``untimed`` is the wall time outside every timed phase."""
+    wide = phases.pivot(index="method", columns="phase", values="mean_s")
+    order = [c for c in ("local_training", "sparsify_clip", "encrypt", "aggregate", "decrypt", "evaluate", "setup")
+             if c in wide.columns]
+    order += sorted(c for c in wide.columns if c not in order and c != "untimed") + ["untimed"]
+    rows = [[method, *("" if pd.isna(r[c]) else f"{r[c]:.0f}" for c in order), f"{r[order].sum():.0f}"]
+            for method, r in wide.iterrows()]
+    return _md(["method", *order, "wall"], rows)
+
+
 def render(profile: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         kept, stale = current_runs(profile, "runs", Path(tmp))
@@ -108,7 +119,7 @@ def render(profile: str) -> str:
              "left out).", trial_table(stats["summary"], stats["trials"])]
     if "tests" in stats:
         parts.append(tests_table(stats["tests"]))
-    parts += [mia_table(mia["summary"]), bytes_table(comm)]
+    parts += [mia_table(mia["summary"]), bytes_table(comm), phase_table(stats["phases"])]
     return "\n\n".join(parts)
 
 
