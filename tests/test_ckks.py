@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from medhe import ckks
 from medhe.ckks import security
+from medhe.ckks.sparse import sorted_unique
 
 # N=4096 with two 60/49-bit primes (109 bits, 128-bit secure) is fast and enough for additions.
 SMALL = dict(poly_modulus_degree=4096, coeff_mod_bit_sizes=(60, 49), scale_bits=40)
@@ -321,6 +322,14 @@ def test_index_set_round_trip(length: int, data: st.DataObject) -> None:
     assert np.array_equal(ckks.decode_index_set(enc), np.unique(np.array(idx, dtype=np.int64)))
     sizes = ckks.index_set_sizes(np.array(idx, dtype=np.int64), length=length)
     assert len(enc) <= min(sizes.values()) + 1 + 3  # tag + varint(length)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.integers(-2**62, 2**62), max_size=300), presort=st.booleans())
+def test_sorted_unique_equals_numpy_unique(values: list[int], presort: bool) -> None:
+    arr = np.array(sorted(values) if presort else values, dtype=np.int64)
+    got = sorted_unique(arr)
+    assert got.dtype == np.int64 and np.array_equal(got, np.unique(arr))
 
 
 def test_index_set_picks_smaller_encoding_and_large_gaps() -> None:

@@ -31,3 +31,17 @@ def test_notebooks_match_their_generator():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert {p.stem for p in NOTEBOOKS} == set(mod.NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter(path):
+    """papermill must parse every name of the parameters cell (a trailing comment can hide one)."""
+    import ast
+
+    import papermill
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert set(papermill.inspect_notebook(str(path))) == assigned

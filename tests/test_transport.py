@@ -173,3 +173,42 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
     assert 0.0 < row["density"] <= 1.0
     assert row["accuracy"] >= 0.5
     assert row["model_change_l2"] > 0 and res.history[0]["model_change_l2"] == 0.0  # every method moves the model
+
+
+def _disjoint_payloads(size: int) -> list[Payload]:
+    """Three clients with disjoint index sets and values far above one quantisation step."""
+    rng = np.random.default_rng(5)
+    perm = rng.permutation(size)
+    k = size // 10
+    return [Payload(values=np.full(k, 0.5, dtype=np.float32), indices=np.sort(perm[i * k:(i + 1) * k]))
+            for i in range(len(WEIGHTS))]
+
+
+@pytest.mark.parametrize("make", [_ckks_transport, _bfv_transport], ids=["ckks", "bfv"])
+def test_quant_zero_fraction_counts_own_positions_not_union_padding(make):
+    """Disjoint index sets under union alignment: two thirds of each client's encoded vector is padding
+    (zeros where another client selected). None of the client's own values rounds to zero, so the
+    recorded zero fraction must be 0, not about 2/3."""
+    tr = make(SIZE, 4.0)
+    tr.alignment = "union"
+    res, _ = _round(tr, _disjoint_payloads(SIZE))
+    assert res.info["union_density"] == pytest.approx(0.3)
+    assert res.info["quant_zero_frac"] == 0.0
+
+
+@pytest.mark.parametrize("transport", ["plain", "ckks", "bfv"])
+def test_every_transport_times_alignment_and_noise_under_the_same_phase_names(transport):
+    make = {"plain": lambda: PlainTransport(size=SIZE, alignment="union"),
+            "ckks": lambda: _ckks_transport(SIZE, 4.0), "bfv": lambda: _bfv_transport(SIZE, 4.0)}[transport]
+    tr = make()
+    tr.alignment = "union"
+    res, _ = _round(tr, _payloads(True), noise=_noise)
+    expected = {"align", "noise", "aggregate"} | ({"quantise", "encrypt", "decrypt"} if transport != "plain" else set())
+    assert set(res.timings) == expected
+    assert all(v >= 0 for v in res.timings.values())
+
+
+def test_plain_own_alignment_times_index_sets_as_align():
+    res, ledger = _round(PlainTransport(size=SIZE, alignment="own"), _payloads(True), noise=_noise)
+    assert set(res.timings) == {"noise", "align", "aggregate"}
+    assert ledger.total(round_=1, category="index") > 0

@@ -47,8 +47,10 @@ NOTEBOOKS = {
     "20_train": [
         ("md", "# 20 · One federated training run\n\nOne method × one seed (plus optional overrides for sweeps). Writes `history.csv`,\n"
                "`metrics.json`, `run.json` and `bytes.csv` into `results/<profile>/<group>/<tag><method>_s<seed>/`."),
+        # comments on their own lines: papermill reads "x = 1  # text" as a type annotation and warns
         ("code", "params_file = \"params.yaml\"\nmethod = \"fedavg\"\nseed = 42\ngroup = \"runs\"\ntag = \"\"\n"
-                 "overrides = \"\"  # comma-separated section.key=value pairs\nrun_mia = True\nout_dir = \"\"  # empty: derived from the above", "parameters"),
+                 "# comma-separated section.key=value pairs\noverrides = \"\"\nrun_mia = True\n"
+                 "# empty: derived from the above\nout_dir = \"\"", "parameters"),
         ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, records, results\nos.chdir(records.project_root())\n"
                  "P = params.load(params_file, overrides=overrides)\n"
                  "out_dir = out_dir or str(results.run_path(P.profile, group, method=method, seed=seed, tag=tag))\nout_dir"),

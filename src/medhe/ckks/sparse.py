@@ -61,13 +61,33 @@ def _varint_decode(data: bytes) -> np.ndarray:
     return np.add.reduceat(parts, starts).astype(np.int64)
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct int64 values: a sort (skipped if already sorted) and one pass.
+
+    Same result as ``np.unique``, whose integer path in NumPy 2.4 is about 14 times slower on the
+    union of five 2.3 M-entry index sets (11 s against 0.8 s here; ``benchmarks/round_steps.py``).
+
+    >>> sorted_unique(np.array([5, 1, 5, 3])).tolist()
+    [1, 3, 5]
+    """
+    v = np.asarray(values, dtype=np.int64).ravel()
+    if v.size > 1 and not bool(np.all(v[1:] >= v[:-1])):
+        v = np.sort(v)
+    if v.size < 2:
+        return v.copy()
+    keep = np.empty(v.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(v[1:], v[:-1], out=keep[1:])
+    return v[keep]
+
+
 def _check_indices(indices: np.ndarray, length: int) -> np.ndarray:
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
         raise ValueError(f"length must be a non-negative int, got {length!r}")
     idx = np.asarray(indices)
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
         raise ValueError(f"indices must be a 1-D integer array, got dtype {idx.dtype}, shape {idx.shape}")
-    idx = np.unique(idx.astype(np.int64))
+    idx = sorted_unique(idx)
     if idx.size and (idx[0] < 0 or idx[-1] >= length):
         raise ValueError(f"indices must lie in [0, {length}), got range [{idx[0]}, {idx[-1]}]")
     return idx
@@ -120,7 +140,7 @@ def union_index_sets(index_sets: Sequence[np.ndarray]) -> np.ndarray:
     """Sorted union of the clients' index sets (what the server broadcasts in option (a))."""
     if not index_sets:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in index_sets]))
+    return sorted_unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in index_sets]))
 
 
 def align_to_union(indices: np.ndarray, values: np.ndarray, union: np.ndarray) -> np.ndarray:

@@ -37,17 +37,16 @@ values beyond it saturate and the excess is fed back.
 from __future__ import annotations
 
 import math
-import time
 from typing import Sequence
 
 import numpy as np
 
 from medhe import bfv
-from medhe.ckks.packing import dequantise, quantise
+from medhe.ckks.packing import dequantise
 from medhe.ckks.sparse import scatter_dense
 from medhe.comm import ByteLedger
-from medhe.fl.transport import (NoiseFn, Payload, RoundResult, align_payloads, check_round_inputs, noise_std,
-                                 noisy_weighted, quantisation_bound, quantisation_feedback)
+from medhe.fl.transport import (NoiseFn, Payload, RoundResult, aligned_noisy, check_round_inputs, noise_std,
+                                 quantisation_bound, quantise_round, timed)
 
 
 class BFVTransport:
@@ -132,22 +131,17 @@ class BFVTransport:
             raise ValueError(f"{len(payloads)} payloads but the carry bits are sized for {self.num_clients} clients")
         if min(weights) <= 0:
             raise ValueError(f"aggregation weights must be > 0, got {list(weights)!r}")
-        timings = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
-        union, vectors = align_payloads(payloads, alignment=self.alignment, size=self.size, ledger=ledger,
-                                        round_=round_)
-        n = int(vectors[0].size)
+        timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
+        union, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
+                                  ledger=ledger, round_=round_, timings=timings)
+        n = int(xs[0].size)
         bound = self.bound(weights, n, noise)
         bits = self.cfg.value_bits
-        t = time.perf_counter()
-        xs = noisy_weighted(vectors, weights, noise)
-        qs = [quantise(x, bits=bits, bound=bound) for x in xs]
-        timings["encrypt"] += time.perf_counter() - t
-        feedback = [quantisation_feedback(p, x, dequantise(q, bits=bits, bound=bound), w, union, self.size)
-                    for p, x, q, w in zip(payloads, xs, qs, weights)]
+        with timed(timings, "quantise"):
+            qs, feedback, quant_info = quantise_round(payloads, xs, weights, union, bits=bits, bound=bound,
+                                                      size=self.size)
         total, least = self._exchange(qs, n, ledger, round_, timings)
-        info = {"encrypted_values_per_client": float(n), "quant_bound": bound,
-                "quant_zero_frac": float(np.mean([np.mean(q == 0) for q in qs])),
-                "quant_saturated_frac": float(np.mean([np.mean(np.abs(x) > bound) for x in xs])),
+        info = {"encrypted_values_per_client": float(n), **quant_info,
                 "noise_budget_left": float(least),
                 "ciphertexts_per_client": float(bfv.num_ciphertexts(n, self.layout,
                                                                     poly_modulus_degree=self.cfg.poly_modulus_degree))}
@@ -170,20 +164,17 @@ class BFVTransport:
             stop = min(n, start + block)
             uploads = []
             for i, q in enumerate(qs):
-                t = time.perf_counter()
-                blobs = self.client.encrypt(bfv.pack_fields(q[start:stop], self.layout, poly_modulus_degree=N))
-                timings["encrypt"] += time.perf_counter() - t
+                with timed(timings, "encrypt"):
+                    blobs = self.client.encrypt(bfv.pack_fields(q[start:stop], self.layout, poly_modulus_degree=N))
                 ledger.add(blobs, round_=round_, client=i, direction="up", category="ciphertext")
                 uploads.append(blobs)
-            t = time.perf_counter()
-            agg = self.server.aggregate(uploads)
-            timings["aggregate"] += time.perf_counter() - t
+            with timed(timings, "aggregate"):
+                agg = self.server.aggregate(uploads)
             for i in range(len(qs)):
                 ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
-            t = time.perf_counter()
             # every client decrypts the same broadcast; decrypted once here, timed for one client
-            rows, budget = self.client.decrypt(agg)
-            total[start:stop] = bfv.unpack_fields(rows, self.layout, size=stop - start, num_summed=len(qs))
-            timings["decrypt"] += time.perf_counter() - t
+            with timed(timings, "decrypt"):
+                rows, budget = self.client.decrypt(agg)
+                total[start:stop] = bfv.unpack_fields(rows, self.layout, size=stop - start, num_summed=len(qs))
             least = budget if least is None else min(least, budget)
         return total, (0 if least is None else least)

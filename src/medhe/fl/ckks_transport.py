@@ -22,8 +22,9 @@ against a bound shared by all clients and computed from public values only
 number of values sent, ``range_factor`` and the DP noise std), and ``ckks.pack_batch``
 of them are packed into each slot with carry room for the client count
 (:mod:`medhe.ckks.packing`). Values beyond the bound saturate; values below half a
-quantisation step round to zero. Both fractions are recorded per round
-(``quant_zero_frac``, ``quant_saturated_frac``). The quantisation error goes back
+quantisation step round to zero. Both fractions, over each client's own positions
+(not the union padding), are recorded per round (``quant_zero_frac``, ``quant_saturated_frac``;
+:func:`medhe.fl.transport.quantise_round`). The quantisation error goes back
 into each client's error-feedback residual (``RoundResult.feedback``, as under BFV),
 so nothing is lost over rounds.
 
@@ -33,15 +34,14 @@ Memory stays bounded: vectors are encrypted, summed and decrypted in blocks of
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import numpy as np
 
 from medhe import ckks
 from medhe.comm import ByteLedger
-from medhe.fl.transport import (NoiseFn, Payload, RoundResult, align_payloads, check_round_inputs, noise_std,
-                                 noisy_weighted, quantisation_bound, quantisation_feedback)
+from medhe.fl.transport import (NoiseFn, Payload, RoundResult, aligned_noisy, check_round_inputs, noise_std,
+                                 quantisation_bound, quantise_round, timed)
 from medhe.params import CKKSParams
 
 
@@ -113,24 +113,19 @@ class CKKSTransport:
     def round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None,
               ledger: ByteLedger, round_: int) -> RoundResult:
         check_round_inputs(payloads, weights, self.size)
-        timings = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
-        union, vectors = align_payloads(payloads, alignment=self.alignment, size=self.size, ledger=ledger,
-                                        round_=round_)
-        n = int(vectors[0].size)
-        xs = noisy_weighted(vectors, weights, noise)
+        timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
+        union, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
+                                  ledger=ledger, round_=round_, timings=timings)
+        n = int(xs[0].size)
         info: dict[str, float] = {"encrypted_values_per_client": float(n)}
-        feedback = []
+        feedback: list[tuple[np.ndarray, np.ndarray]] = []
         bound = 0.0
         if self.packing is not None:
             bound = self.bound(weights, n, noise)
-            bits = self.packing.bits
-            qs = [ckks.quantise(x, bits=bits, bound=bound) for x in xs]
-            feedback = [quantisation_feedback(p, x, ckks.dequantise(q, bits=bits, bound=bound), w, union, self.size)
-                        for p, x, q, w in zip(payloads, xs, qs, weights)]
-            info["quant_bound"] = bound
-            info["quant_zero_frac"] = float(np.mean([np.mean(q == 0) for q in qs]))
-            info["quant_saturated_frac"] = float(np.mean([np.mean(np.abs(x) > bound) for x in xs]))
-            xs = qs
+            with timed(timings, "quantise"):
+                xs, feedback, quant_info = quantise_round(payloads, xs, weights, union, bits=self.packing.bits,
+                                                          bound=bound, size=self.size)
+            info.update(quant_info)
         per_slot = 1 if self.packing is None else self.packing.batch
         block = self.block_chunks * self.slots * per_slot  # values per block
         total = np.zeros(n, dtype=np.float64)
@@ -139,21 +134,18 @@ class CKKSTransport:
             stop = min(n, start + block)
             sent = []
             for i, x in enumerate(xs):
-                t = time.perf_counter()
-                chunks = self._encrypt(x[start:stop], bound)
-                timings["encrypt"] += time.perf_counter() - t
+                with timed(timings, "encrypt"):
+                    chunks = self._encrypt(x[start:stop], bound)
                 ledger.add(chunks, round_=round_, client=i, direction="up", category="ciphertext")
                 sent.append(chunks)
             n_ciphertexts += len(sent[0])
-            t = time.perf_counter()
-            agg = ckks.aggregate(self.server_ctx, sent)
-            timings["aggregate"] += time.perf_counter() - t
+            with timed(timings, "aggregate"):
+                agg = ckks.aggregate(self.server_ctx, sent)
             for i in range(len(xs)):
                 ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
-            t = time.perf_counter()
             # every client decrypts the same broadcast; decrypted once here, timed for one client
-            total[start:stop] = self._decrypt(agg, stop - start, bound, len(xs))
-            timings["decrypt"] += time.perf_counter() - t
+            with timed(timings, "decrypt"):
+                total[start:stop] = self._decrypt(agg, stop - start, bound, len(xs))
         info["ciphertexts_per_client"] = float(n_ciphertexts)
         if union is None:
             mean = total.astype(np.float32)

@@ -235,10 +235,14 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
             bar.update(1)
     noise = _noise_fn(spec, P, seed=seed, round_=r, weights=weights)
     res = transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=r)
+    t = time.perf_counter()
     for c, fb in zip(clients, getattr(res, "feedback", None) or []):
         if c.sparsifier is not None:  # quantisation error back into the error-feedback residual
             c.sparsifier.absorb(*fb)
+    t_absorb = time.perf_counter() - t
     timings = {"local_training": t_train, "sparsify_clip": t_sparsify, **res.timings}
+    if res.feedback:
+        timings["quantise"] = timings.get("quantise", 0.0) + t_absorb
     for phase, sec in timings.items():
         timer.add(phase, sec)
     row: dict[str, Any] = {

@@ -16,13 +16,19 @@ Every transport has the same contract, so methods differ only in composition:
   server works only on what it deserialises.
 
 The result is the weighted mean update as the clients see it after the
-downlink (decrypted under CKKS).
+downlink (decrypted under CKKS), and the seconds spent per phase. All transports use the
+same phase names, so their times compare: ``align`` (index sets up, union down, values
+gathered at the union), ``noise`` (weighting and DP noise shares), ``quantise`` (quantisation,
+its error feedback and statistics), ``encrypt``, ``aggregate`` (the server's sum; under
+plaintext also serialising the updates) and ``decrypt``.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -102,22 +108,59 @@ def noise_std(noise: GaussianShares | None) -> float:
     return float(noise.std)
 
 
-def quantisation_feedback(payload: "Payload", x: np.ndarray, delivered: np.ndarray, weight: float,
-                          union: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(payload indices, (x - delivered) / weight at the client's own positions).
+@contextmanager
+def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[phase]``."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - t
 
-    ``x`` is what the client encoded (weighted values plus its noise share) on the round's common
-    support, ``delivered`` what reached the aggregate for it (the dequantised values). The noise
-    share is *not* fed back: the lost signal is w v - (delivered - n) = x - delivered. Positions
-    outside the client's own payload (union positions where it sent only noise) are not fed back.
+
+def own_positions(payload: "Payload", union: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the client's model indices, their positions in the vector it encoded on the round's support).
+
+    Dense payload: every index, at itself. Sparse payload aligned ``dense``: its indices, at
+    themselves. Aligned to a ``union``: its indices, at their places in the union.
     """
     if payload.indices is None:
         idx = np.arange(size, dtype=np.int64)
-        pos = idx
-    else:
-        idx = np.asarray(payload.indices, dtype=np.int64)
-        pos = idx if union is None else np.searchsorted(union, idx)
-    return idx, (x[pos] - delivered[pos]) / weight
+        return idx, idx
+    idx = np.asarray(payload.indices, dtype=np.int64)
+    return idx, (idx if union is None else np.searchsorted(union, idx))
+
+
+def quantise_round(payloads: Sequence["Payload"], xs: Sequence[np.ndarray], weights: Sequence[float],
+                   union: np.ndarray | None, *, bits: int, bound: float, size: int
+                   ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
+    """Quantise every client's encoded vector against the shared ``bound``: (integers, feedback, info).
+
+    ``feedback``, per client: (payload indices, (x - deq(q)) / w at the client's own positions), for
+    its error-feedback residual. ``x`` is what the client encoded (weighted values plus its noise
+    share) on the round's common support and deq(q) what reaches the aggregate for it. The noise
+    share is *not* fed back: the lost signal is w v - (deq(q) - n) = x - deq(q). Positions outside
+    the client's own payload (union positions where it sent only noise) are not fed back.
+
+    ``info`` records the bound and, over the clients' *own* positions (not the union padding, which
+    holds only noise or zeros), the mean fraction of values that quantise to zero
+    (``quant_zero_frac``) and that saturate (``quant_saturated_frac``).
+    """
+    from medhe.ckks.packing import dequantise, quantise
+
+    qs, feedback, zero, saturated = [], [], [], []
+    for p, x, w in zip(payloads, xs, weights):
+        q = quantise(x, bits=bits, bound=bound)
+        idx, pos = own_positions(p, union, size)
+        feedback.append((idx, (x[pos] - dequantise(q[pos], bits=bits, bound=bound)) / w))
+        if pos.size:
+            zero.append(float(np.mean(q[pos] == 0)))
+            saturated.append(float(np.mean(np.abs(x[pos]) > bound)))
+        qs.append(q)
+    info = {"quant_bound": float(bound),
+            "quant_zero_frac": float(np.mean(zero)) if zero else math.nan,
+            "quant_saturated_frac": float(np.mean(saturated)) if saturated else math.nan}
+    return qs, feedback, info
 
 
 @dataclass(frozen=True)
@@ -187,6 +230,17 @@ def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, le
     return union, [align_to_union(p.indices, p.values, union) for p in payloads]
 
 
+def aligned_noisy(payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None, alignment: str,
+                  size: int, ledger: ByteLedger, round_: int, timings: dict[str, float]
+                  ) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """:func:`align_payloads` (phase ``align``), then :func:`noisy_weighted` (phase ``noise``)."""
+    with timed(timings, "align"):
+        support, vectors = align_payloads(payloads, alignment=alignment, size=size, ledger=ledger, round_=round_)
+    with timed(timings, "noise"):
+        xs = noisy_weighted(vectors, weights, noise)
+    return support, xs
+
+
 def noisy_weighted(vectors: Sequence[np.ndarray], weights: Sequence[float], noise: NoiseFn | None) -> list[np.ndarray]:
     """Each client's ``w_i * v_i`` plus its noise share, as the client computes it before sending."""
     out = []
@@ -223,41 +277,50 @@ class PlainTransport:
     def round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None,
               ledger: ByteLedger, round_: int) -> RoundResult:
         check_round_inputs(payloads, weights, self.size)
-        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
         if payloads[0].indices is not None and self.alignment == "own":
-            mean = self._own(payloads, weights, noise, ledger, round_)
-            return RoundResult(mean, {"aggregate": time.perf_counter() - t0})
-        support, vectors = align_payloads(payloads, alignment=self.alignment, size=self.size, ledger=ledger,
-                                          round_=round_)
-        agg = np.zeros(vectors[0].size, dtype=np.float32)
-        for i, x in enumerate(noisy_weighted(vectors, weights, noise)):
-            msg = comm.values_message(x)
-            ledger.add(msg, round_=round_, client=i, direction="up", category="update")
-            agg += np.frombuffer(msg, dtype="<f4")
-        down = comm.values_message(agg)
-        for i in range(len(payloads)):
-            ledger.add(down, round_=round_, client=i, direction="down", category="update")
-        received = np.frombuffer(down, dtype="<f4")
-        mean = received.copy() if support is None else _scatter(support, received, self.size)
-        return RoundResult(mean, {"aggregate": time.perf_counter() - t0})
+            mean = self._own(payloads, weights, noise, ledger, round_, timings)
+            return RoundResult(mean, timings)
+        support, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
+                                    ledger=ledger, round_=round_, timings=timings)
+        with timed(timings, "aggregate"):
+            agg = np.zeros(xs[0].size, dtype=np.float32)
+            for i, x in enumerate(xs):
+                msg = comm.values_message(x)
+                ledger.add(msg, round_=round_, client=i, direction="up", category="update")
+                agg += np.frombuffer(msg, dtype="<f4")
+            down = comm.values_message(agg)
+            for i in range(len(payloads)):
+                ledger.add(down, round_=round_, client=i, direction="down", category="update")
+            received = np.frombuffer(down, dtype="<f4")
+            mean = received.copy() if support is None else _scatter(support, received, self.size)
+        return RoundResult(mean, timings)
 
-    def _own(self, payloads, weights, noise, ledger, round_) -> np.ndarray:
+    def _own(self, payloads, weights, noise, ledger, round_, timings) -> np.ndarray:
         from medhe.ckks.sparse import decode_index_set, encode_index_set
 
+        with timed(timings, "noise"):
+            xs = noisy_weighted([p.values for p in payloads], weights, noise)
         agg = np.zeros(self.size, dtype=np.float32)
-        xs = noisy_weighted([p.values for p in payloads], weights, noise)
         for i, (p, x) in enumerate(zip(payloads, xs)):
-            idx_msg = encode_index_set(p.indices, length=self.size)
-            msg = comm.values_message(x)
-            ledger.add(idx_msg, round_=round_, client=i, direction="up", category="index")
-            ledger.add(msg, round_=round_, client=i, direction="up", category="update")
-            agg[decode_index_set(idx_msg)] += np.frombuffer(msg, dtype="<f4")
-        support = np.flatnonzero(agg)
-        down = [encode_index_set(support, length=self.size), comm.values_message(agg[support])]
+            with timed(timings, "align"):
+                idx_msg = encode_index_set(p.indices, length=self.size)
+                ledger.add(idx_msg, round_=round_, client=i, direction="up", category="index")
+                idx = decode_index_set(idx_msg)
+            with timed(timings, "aggregate"):
+                msg = comm.values_message(x)
+                ledger.add(msg, round_=round_, client=i, direction="up", category="update")
+                agg[idx] += np.frombuffer(msg, dtype="<f4")
+        with timed(timings, "aggregate"):
+            support = np.flatnonzero(agg)
+            values = comm.values_message(agg[support])
+        with timed(timings, "align"):
+            index_msg = encode_index_set(support, length=self.size)
+            received = decode_index_set(index_msg)
         for i in range(len(payloads)):
-            ledger.add(down[0], round_=round_, client=i, direction="down", category="index")
-            ledger.add(down[1], round_=round_, client=i, direction="down", category="update")
-        return _scatter(decode_index_set(down[0]), np.frombuffer(down[1], dtype="<f4"), self.size)
+            ledger.add(index_msg, round_=round_, client=i, direction="down", category="index")
+            ledger.add(values, round_=round_, client=i, direction="down", category="update")
+        return _scatter(received, np.frombuffer(values, dtype="<f4"), self.size)
 
 
 def _scatter(support: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
