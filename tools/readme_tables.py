@@ -8,6 +8,7 @@ renders the trial, paired-test, membership-inference, bytes and time-per-phase t
 
     python tools/readme_tables.py full            # print the Markdown
     python tools/readme_tables.py full --write    # replace README.md between <!-- full:begin/end -->
+    python tools/readme_tables.py full --since f47ad37   # only runs made by that commit or later
 
 With ``--ledger`` it renders the profile's claims ledger instead (``results/<profile>/claims.csv``,
 written by the pipeline's ``claims`` stage), between ``<!-- ledger:<profile>:begin/end -->``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,15 +30,27 @@ from medhe import claims, params, report, results
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def current_runs(profile: str, group: str, dest: Path) -> tuple[int, int]:
-    """Link the runs of ``group`` made with the profile's current parameters into ``dest``; (kept, left out)."""
+def made_since(commit: str, run_commit: str | None) -> bool:
+    """True if the run's recorded git commit (``-dirty`` allowed) is ``commit`` or descends from it."""
+    if not run_commit:
+        return False
+    sha = run_commit.removesuffix("-dirty")
+    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, sha], cwd=ROOT,
+                          capture_output=True).returncode == 0
+
+
+def current_runs(profile: str, group: str, dest: Path, *, since: str | None = None) -> tuple[int, int]:
+    """Link the runs of ``group`` made with the profile's current parameters (and, with ``since``, by
+    code at or after that commit) into ``dest``; (kept, left out)."""
     def relevant(p: dict) -> dict:  # the pipeline section says what runs, not how a run runs
         return {k: v for k, v in p.items() if k != "pipeline"}
 
     want = relevant(params.load(ROOT / "profiles" / f"{profile}.yaml").to_dict())
     kept = stale = 0
     for run_json in sorted((ROOT / "results" / profile / group).glob("*/run.json")):
-        if relevant(json.loads(run_json.read_text())["params"]) == want:
+        run = json.loads(run_json.read_text())
+        fresh = since is None or made_since(since, run.get("environment", {}).get("git_commit"))
+        if fresh and relevant(run["params"]) == want:
             link = dest / profile / group / run_json.parent.name
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(run_json.parent)
@@ -107,16 +121,17 @@ def phase_table(phases: pd.DataFrame) -> str:
     return _md(["method", *order, "wall"], rows)
 
 
-def render(profile: str) -> str:
+def render(profile: str, *, since: str | None = None) -> str:
+    code = "" if since is None else f" and code from commit {since} on"
     with tempfile.TemporaryDirectory() as tmp:
-        kept, stale = current_runs(profile, "runs", Path(tmp))
+        kept, stale = current_runs(profile, "runs", Path(tmp), since=since)
         if not kept:
-            return f"No `{profile}` trial has run with the current parameters yet ({stale} older runs left out)."
+            return f"No `{profile}` trial has run with the current parameters{code} yet ({stale} older runs left out)."
         stats = report.stats_tables(profile, root=tmp)
         mia = report.mia_tables(profile, root=tmp)
         comm = results.comm_table(results.histories(profile, "runs", root=tmp), results.collect(profile, "runs", root=tmp))
-    parts = [f"{kept} trial runs with the current parameters ({stale} runs made before the last parameter change "
-             "left out).", trial_table(stats["summary"], stats["trials"])]
+    parts = [f"{kept} trial runs with the current parameters{code} ({stale} older runs left out).",
+             trial_table(stats["summary"], stats["trials"])]
     if "tests" in stats:
         parts.append(tests_table(stats["tests"]))
     parts += [mia_table(mia["summary"]), bytes_table(comm), phase_table(stats["phases"])]
@@ -136,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("profile")
     ap.add_argument("--ledger", action="store_true", help="render the profile's claims ledger instead")
     ap.add_argument("--write", action="store_true", help="replace the README between the profile's markers")
+    ap.add_argument("--since", metavar="COMMIT", help="keep only runs made by this commit or its descendants")
     args = ap.parse_args(argv)
-    md = render_ledger(args.profile) if args.ledger else render(args.profile)
+    md = render_ledger(args.profile) if args.ledger else render(args.profile, since=args.since)
     if not args.write:
         print(md)
         return 0
