@@ -108,3 +108,16 @@ def test_ledger_csv_round_trips_to_the_same_markdown(tmp_path):
     claims.to_frame(rows).to_csv(path, index=False)
     back = claims.from_csv(path)
     assert back == rows and claims.to_markdown(back) == claims.to_markdown(rows)
+
+
+def test_overhead_row_names_the_phases_that_take_the_extra_time(tmp_path):
+    _write(tmp_path, "stats/trials.csv", [
+        {"method": "medhe", "seed": 42, "wall_time_s": 150.0}, {"method": "fedavg", "seed": 42, "wall_time_s": 100.0}])
+    rows = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}
+    assert rows["overhead"].measured == "+50 % wall time" and rows["overhead"].note == ""
+    _write(tmp_path, "stats/phases.csv", [
+        {"method": "medhe", "phase": "encrypt", "mean_s": 40.0}, {"method": "medhe", "phase": "align", "mean_s": 10.0},
+        {"method": "medhe", "phase": "local_training", "mean_s": 100.0},
+        {"method": "fedavg", "phase": "local_training", "mean_s": 100.0}])
+    rows = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}
+    assert rows["overhead"].note == "extra seconds per run by phase: encrypt +40, align +10"
