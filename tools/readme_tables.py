@@ -113,7 +113,8 @@ def bytes_table(comm: pd.DataFrame) -> str:
 def phase_table(phases: pd.DataFrame) -> str:
     """Mean seconds per run by phase; ``untimed`` is the wall time outside every timed phase."""
     wide = phases.pivot(index="method", columns="phase", values="mean_s")
-    order = [c for c in ("local_training", "sparsify_clip", "encrypt", "aggregate", "decrypt", "evaluate", "setup")
+    order = [c for c in ("local_training", "sparsify_clip", "align", "noise", "quantise", "encrypt", "aggregate",
+                         "decrypt", "evaluate", "setup")
              if c in wide.columns]
     order += sorted(c for c in wide.columns if c not in order and c != "untimed") + ["untimed"]
     rows = [[method, *("" if pd.isna(r[c]) else f"{r[c]:.0f}" for c in order), f"{r[order].sum():.0f}"]
