@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from readme_tables import made_since  # tools/ is on sys.path when this file runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("accuracy", "f1_macro", "f1_binary", "loss", "model_change_l2", "epsilon_rdp", "epsilon_pld")
 
@@ -31,17 +33,12 @@ def _git_show(rev: str, rel: Path) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def _descends(commit: str, run_commit: str) -> bool:
-    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, run_commit.removesuffix("-dirty")],
-                          cwd=ROOT, capture_output=True).returncode == 0
-
-
 def compare(profile: str, *, against: str, group: str = "runs", since: str | None = None) -> list[tuple[str, dict]]:
     """(run name, differences) for every run with a record at ``against``; empty differences = identical."""
     out = []
     for run_json in sorted((ROOT / "results" / profile / group).glob("*/run.json")):
         run = json.loads(run_json.read_text())
-        if since and not _descends(since, run.get("environment", {}).get("git_commit", "")):
+        if since and not made_since(since, run.get("environment", {}).get("git_commit")):
             continue
         folder = run_json.parent.relative_to(ROOT)
         old_text = _git_show(against, folder / "metrics.json")
