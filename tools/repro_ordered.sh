@@ -6,6 +6,7 @@
 # not in git, so a fresh clone lacks it) is skipped; its committed results stand.
 #
 #   tools/repro_ordered.sh full            # what the full profile was run with
+#   python tools/stage_times.py locks/full-logs/*.log   # its wall time, stage by stage
 #
 # Same effect as `make repro PROFILE=full`, only the order differs (DVC's own order runs the
 # frontier before the trials). Do not run other CPU-heavy jobs beside it: 2 cores are all it has.
@@ -16,7 +17,11 @@ test -f "profiles/$profile.yaml" || { echo "no profile '$profile'"; exit 1; }
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1
 cp "profiles/$profile.yaml" params.yaml
 if [ -f "locks/$profile.lock" ]; then cp "locks/$profile.lock" dvc.lock; else rm -f dvc.lock; fi
-mkdir -p locks
+mkdir -p locks "locks/$profile-logs"
+# every run logs to locks/<profile>-logs/<profile>_MMDD_HHMM.log (committed beside the lock): the
+# profile's wall time is summed from these logs by tools/stage_times.py
+log="locks/$profile-logs/${profile}_$(date -u +%m%d_%H%M).log"
+exec > >(tee -a "$log") 2>&1
 
 # priority order: the 5-trial core seed by seed (so a stopped run still has paired trials; the
 # cheapest check that packed no-DP training moves the model first), the cheap tables, the
