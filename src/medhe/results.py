@@ -114,9 +114,10 @@ def phase_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Wall time per phase and method: mean and std (ddof=1) over trials, seconds, and mean share of the run.
 
     ``runs`` from :func:`collect`. The row ``untimed`` is the run's wall time minus the sum of its timed
-    phases, so the phases of a method add up to its wall time: the transports do not time every step
-    (the CKKS and BFV transports leave index alignment, noise, quantisation and error feedback outside
-    their phases), and this row shows how much that is instead of hiding it.
+    phases, so the phases of a method add up to its wall time. Every transport times the same phases
+    (``align``, ``noise``, ``quantise``, ``encrypt``, ``aggregate``, ``decrypt``); what a run does outside
+    them (byte accounting, records, the simulator's own bookkeeping) lands in ``untimed``, shown instead
+    of hidden.
     """
     cols = sorted(c for c in runs.columns if c.startswith("total_time_"))
     if "wall_time_s" not in runs.columns or not cols:
