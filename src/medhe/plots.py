@@ -33,20 +33,33 @@ def _finish(fig, ax, *, ylabel: str, xlabel: str | None = None, fontsize: int = 
     return fig
 
 
+BYTES_GROUPS = {"runs": "trials' model", "papersize": "paper-size update"}
+
+
 def bytes_per_method(comm: pd.DataFrame):
-    """Uplink bytes per client per round, per method, log scale; one bar group per model size."""
+    """Uplink MiB per client per round, per method, log scale, one bar per model size: the trials' model
+    (results group ``runs``) and the paper-sized update (``papersize``), each labelled with its measured
+    parameter count and each bar with its value. Other groups (non-IID, sweeps) run the trials' model
+    and are left out."""
+    comm = comm[comm["group"].isin(BYTES_GROUPS)]
+    if comm.empty:
+        raise ValueError("the comm table has no 'runs' or 'papersize' rows: run the train or papersize stages, then comm")
     fig, ax = _fig()
-    groups = list(comm["group"].unique())
+    groups = [g for g in BYTES_GROUPS if g in set(comm["group"])]
     methods = list(dict.fromkeys(comm["method"]))
-    width = 0.8 / max(len(groups), 1)
+    width = 0.8 / len(groups)
     for gi, group in enumerate(groups):
-        sub = comm[comm["group"] == group].groupby("method")["mib_up_per_client_round"].mean()
+        rows = comm[comm["group"] == group]
+        sub = rows.groupby("method")["mib_up_per_client_round"].mean()
+        params = ", ".join(f"{int(n):,}" for n in sorted(rows["num_params"].unique()))
         xs = [i + gi * width for i, m in enumerate(methods) if m in sub.index]
-        ax.bar(xs, [sub[m] for m in methods if m in sub.index], width=width, label=group)
+        bars = ax.bar(xs, [sub[m] for m in methods if m in sub.index], width=width,
+                      label=f"{BYTES_GROUPS[group]} ({params} parameters)")
+        ax.bar_label(bars, fmt="{:,.0f}", fontsize=6, padding=1)
     ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(methods))], methods, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("MiB up per client per round (measured)")
-    ax.legend(title="model size", fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
