@@ -1,7 +1,9 @@
 """medhe.plots: figures drawn from results frames show what the frames hold."""
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics
 
 from medhe import plots
 
@@ -31,3 +33,38 @@ def test_bytes_per_method_bars_are_means_per_model_size():
 def test_bytes_per_method_without_trial_or_paper_rows_is_an_error():
     with pytest.raises(ValueError, match="papersize"):
         plots.bytes_per_method(_comm().query("group == 'noniid'"))
+
+
+def test_roc_at_reads_the_best_tpr_at_or_below_each_fpr():
+    fpr = [0.0, 0.0, 0.1, 0.5, 1.0]
+    tpr = [0.0, 0.2, 0.4, 0.9, 1.0]
+    got = plots.roc_at(fpr, tpr, [0.0, 0.05, 0.1, 0.3, 0.99, 1.0])
+    assert got.tolist() == [0.2, 0.2, 0.4, 0.4, 0.9, 1.0]
+    assert plots.roc_at([0.1, 1.0], [0.5, 1.0], [0.01]).tolist() == [0.0]  # below the first point
+
+
+def test_mean_roc_auc_matches_sklearn_and_averages_seeds_vertically():
+    rng = np.random.default_rng(7)
+    rows, aucs, expect, grid = [], [], [], np.array([0.01, 0.1, 0.5])
+    for seed in (1, 2):
+        y = np.r_[np.ones(60), np.zeros(60)]
+        score = rng.normal(size=120) + 0.6 * y
+        f, t, _ = metrics.roc_curve(y, score, drop_intermediate=False)
+        aucs.append(metrics.roc_auc_score(y, score))
+        expect.append(plots.roc_at(f, t, grid))
+        rows += [{"method": "m", "seed": seed, "attack": "a", "fpr": a, "tpr": b} for a, b in zip(f, t)]
+    mean = plots.mean_roc(pd.DataFrame(rows), grid)
+    assert mean["n_seeds"].eq(2).all()
+    assert mean["auc"].iloc[0] == pytest.approx(np.mean(aucs), abs=1e-12)
+    assert mean["tpr"].to_numpy() == pytest.approx(np.mean(expect, axis=0))
+
+
+def test_mia_roc_draws_chance_as_the_diagonal_on_log_log_axes():
+    roc = pd.DataFrame({"method": "m", "seed": 1, "attack": "a", "fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.5, 1.0]})
+    ax = plots.mia_roc(roc).axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    chance = [line for line in ax.get_lines() if line.get_label().startswith("chance")][0]
+    x, y = chance.get_data()
+    assert list(x) == list(y)
+    with pytest.raises(ValueError, match="no attack 'lira_offline'"):
+        plots.mia_roc(roc, attack="lira_offline")
