@@ -68,3 +68,21 @@ def test_mia_roc_draws_chance_as_the_diagonal_on_log_log_axes():
     assert list(x) == list(y)
     with pytest.raises(ValueError, match="no attack 'lira_offline'"):
         plots.mia_roc(roc, attack="lira_offline")
+
+
+def test_convergence_shows_accuracy_and_macro_f1_means_over_seeds():
+    hist = pd.DataFrame({"method": "m", "seed": [1, 1, 2, 2], "round": [0, 1, 0, 1],
+                         "accuracy": [0.5, 0.6, 0.7, 0.8], "f1_macro": [0.1, 0.2, 0.3, 0.4]})
+    acc, f1 = plots.convergence(hist).axes
+    assert acc.get_lines()[0].get_ydata() == pytest.approx([0.6, 0.7])
+    assert f1.get_lines()[0].get_ydata() == pytest.approx([0.2, 0.3])
+    assert acc.get_lines()[0].get_label() == "m (2 seeds)"
+
+
+def test_epsilon_plot_names_delta_and_pairs_accountants_by_colour():
+    eps = pd.DataFrame({"round": [1, 2, 1, 2], "noise_multiplier": [0.5, 0.5, 7.0, 7.0], "delta": 1e-5,
+                        "epsilon_rdp": [3.0, 4.0, 0.5, 0.7], "epsilon_pld": [2.9, 3.9, 0.4, 0.6]})
+    ax = plots.epsilon_vs_rounds(eps).axes[0]
+    assert ax.get_ylabel() == "epsilon at delta = 1e-05"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["z = 0.5, RDP"].get_color() == lines["z = 0.5, PLD"].get_color() != lines["z = 7, RDP"].get_color()

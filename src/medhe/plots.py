@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -77,6 +78,7 @@ def bytes_vs_sparsity(sweep: pd.DataFrame):
     for method, sub in sweep.groupby("method"):
         ax2.plot(sub["sparsity"], sub["f1_macro"], marker="s", ls="--", label=f"{method} macro-F1")
     ax2.set_ylabel("macro-F1")
+    ax2.set_ylim(0, 1)  # a free axis would magnify differences in the fourth digit
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best")
@@ -102,23 +104,34 @@ def metric_per_method(summary: pd.DataFrame, *, metrics=("accuracy", "f1_macro")
 
 
 def convergence(hist: pd.DataFrame):
-    """Test accuracy per round, mean over seeds, per method."""
-    fig, ax = _fig()
-    for method, sub in hist.groupby("method"):
-        curve = sub.groupby("round")["accuracy"].mean()
-        ax.plot(curve.index, curve.values, marker="o", label=method)
-    return _finish(fig, ax, xlabel="round", ylabel="test accuracy", fontsize=8)
+    """Test accuracy and macro-F1 per round, mean over seeds, per method (round 0 is the initial model).
+    Macro-F1 sits beside accuracy because a model that predicts the majority class keeps its accuracy."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    for ax, metric, label in zip(axes, ("accuracy", "f1_macro"), ("test accuracy", "test macro-F1")):
+        for method, sub in hist.groupby("method"):
+            curve = sub.groupby("round")[metric].mean()
+            n = sub["seed"].nunique()
+            ax.plot(curve.index, curve.values, marker="o", label=f"{method} ({n} seed{'s' if n > 1 else ''})")
+        ax.set_xlabel("round")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def epsilon_vs_rounds(eps: pd.DataFrame):
-    """Epsilon (RDP and PLD) against rounds for each noise multiplier."""
+    """Epsilon (RDP and PLD accountants) against rounds for each noise multiplier z, at the table's delta."""
     fig, ax = _fig()
-    for z, sub in eps.groupby("noise_multiplier"):
-        ax.plot(sub["round"], sub["epsilon_rdp"], marker="o", label=f"z={z:g} RDP")
-        ax.plot(sub["round"], sub["epsilon_pld"], marker="x", ls="--", label=f"z={z:g} PLD")
+    for i, (z, sub) in enumerate(eps.groupby("noise_multiplier")):
+        ax.plot(sub["round"], sub["epsilon_rdp"], marker="o", color=f"C{i}", label=f"z = {z:.3g}, RDP")
+        ax.plot(sub["round"], sub["epsilon_pld"], marker="x", ls="--", color=f"C{i}", label=f"z = {z:.3g}, PLD")
     ax.axhline(1.0, color="k", lw=0.8, ls=":", label="epsilon = 1")
     ax.set_yscale("log")
-    return _finish(fig, ax, xlabel="rounds (all clients every round)", ylabel="epsilon at delta")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    deltas = ", ".join(f"{d:g}" for d in sorted(eps["delta"].unique()))
+    return _finish(fig, ax, xlabel="rounds (all clients every round)", ylabel=f"epsilon at delta = {deltas}")
 
 
 def he_frontier(security: pd.DataFrame):
