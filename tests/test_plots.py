@@ -86,3 +86,17 @@ def test_epsilon_plot_names_delta_and_pairs_accountants_by_colour():
     assert ax.get_ylabel() == "epsilon at delta = 1e-05"
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert lines["z = 0.5, RDP"].get_color() == lines["z = 0.5, PLD"].get_color() != lines["z = 7, RDP"].get_color()
+
+
+def test_frontier_draws_the_majority_class_line_when_given():
+    front = pd.DataFrame({"kind": "frontier", "method": "m", "bits": 8, "sparsity": [0.9, 0.99],
+                          "bytes_up_round_per_param": [3.0, 1.5], "f1_macro": [0.4, 0.4]})
+    summary = pd.DataFrame({"method": "fedavg", "metric": ["f1_macro", "majority_f1_macro", "majority_f1_macro"],
+                            "mean": [0.7, 0.39, 0.41]})
+    base = plots.majority_baseline(summary, "f1_macro")
+    assert base == pytest.approx(0.40)
+    assert plots.majority_baseline(summary, "accuracy") is None
+    ax = plots.frontier(front, majority_f1=base).axes[0]
+    line = [x for x in ax.get_lines() if x.get_label().startswith("majority class")][0]
+    assert list(line.get_ydata()) == pytest.approx([0.40, 0.40])
+    assert not [x for x in plots.frontier(front).axes[0].get_lines() if x.get_label().startswith("majority")]

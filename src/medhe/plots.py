@@ -86,6 +86,13 @@ def bytes_vs_sparsity(sweep: pd.DataFrame):
     return fig
 
 
+def majority_baseline(summary: pd.DataFrame, metric: str) -> float | None:
+    """The score of always predicting the training majority class (stats summary row ``majority_<metric>``,
+    mean over trials), or None when the summary has no such row."""
+    base = summary[summary["metric"] == f"majority_{metric}"]
+    return float(base["mean"].mean()) if len(base) else None
+
+
 def metric_per_method(summary: pd.DataFrame, *, metrics=("accuracy", "f1_macro")):
     """Mean and 95 % CI per method for each metric, with the majority-class baseline."""
     fig, ax = _fig()
@@ -95,9 +102,9 @@ def metric_per_method(summary: pd.DataFrame, *, metrics=("accuracy", "f1_macro")
         sub = summary[summary["metric"] == metric].set_index("method").reindex(methods)
         err = (sub["ci_high"] - sub["mean"]).fillna(0)
         ax.bar([i + k * width for i in range(len(methods))], sub["mean"], width=width, yerr=err, capsize=3, label=metric)
-        base = summary[summary["metric"] == f"majority_{metric}"]
-        if len(base):
-            ax.axhline(float(base["mean"].mean()), ls=":", lw=1, color=f"C{k}", label=f"majority-class {metric}")
+        base = majority_baseline(summary, metric)
+        if base is not None:
+            ax.axhline(base, ls=":", lw=1, color=f"C{k}", label=f"majority-class {metric}")
     ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(methods))], methods, rotation=30, ha="right")
     ax.set_ylim(0, 1)
     return _finish(fig, ax, ylabel="test score (mean, 95 % CI)")
@@ -217,12 +224,15 @@ def mia_roc(roc: pd.DataFrame, *, attack: str | None = None, min_fpr: float = 1e
     return _finish(fig, ax, xlabel="false positive rate (log)", ylabel="true positive rate (log; mean over seeds)")
 
 
-def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = None, claimed_f1: float | None = None):
+def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = None, claimed_f1: float | None = None,
+             majority_f1: float | None = None):
     """Macro-F1 against measured uplink bytes per round per model parameter (5 clients summed).
 
     Bytes are normalised by the model's parameter count so that the embedded model's runs and the
     paper's claimed point (its MiB per round over 66,955,010 parameters) share an axis; the claimed
-    point is drawn hollow and labelled as claimed, not measured.
+    point is drawn hollow and labelled as claimed, not measured. ``majority_f1`` (see
+    :func:`majority_baseline`) draws the macro-F1 of always predicting the majority class: a point on
+    that line has learned nothing, whatever its bytes.
     """
     fig, ax = _fig()
     fr = front[front["kind"] == "frontier"]
@@ -239,5 +249,7 @@ def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = Non
     if claimed_bytes_per_param is not None and claimed_f1 is not None:
         ax.scatter([claimed_bytes_per_param], [claimed_f1], marker="*", s=140, facecolors="none", edgecolors="r",
                    label="paper's claimed point (not measured)")
+    if majority_f1 is not None:
+        ax.axhline(majority_f1, color="k", ls=":", lw=0.8, label="majority class (learned nothing)")
     ax.set_xscale("log")
     return _finish(fig, ax, xlabel="uplink bytes per round per model parameter (measured, all clients)", ylabel="macro-F1", fontsize=6)
