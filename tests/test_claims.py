@@ -121,3 +121,20 @@ def test_overhead_row_names_the_phases_that_take_the_extra_time(tmp_path):
         {"method": "fedavg", "phase": "local_training", "mean_s": 100.0}])
     rows = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}
     assert rows["overhead"].note == "extra seconds per run by phase: encrypt +40, align +10"
+
+
+@pytest.mark.parametrize("seeds, gap, verdict", [
+    (2, [0.01, -0.03], claims.NOT_TESTABLE),            # p >= 0.05 over 2 pairs: no power, no verdict
+    (5, [0.01, -0.03, 0.02, -0.01, 0.0], claims.REPRODUCED),
+    (2, [0.10, 0.11], claims.NOT_REPRODUCED),           # a significant difference needs no more pairs
+])
+def test_p_value_rule_needs_the_papers_pairs_to_call_a_difference_insignificant(tmp_path, seeds, gap, verdict):
+    fed = [0.70 + 0.02 * i for i in range(seeds)]
+    trials = pd.DataFrame({"method": ["fedavg"] * seeds + ["medhe"] * seeds, "seed": list(range(seeds)) * 2,
+                           "accuracy": fed + [f - g for f, g in zip(fed, gap)]})
+    tests = stats.paired_tests(trials, a="medhe", b="fedavg", metrics=["accuracy"])
+    _write(tmp_path, "stats/tests.csv", tests)
+    row = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}["p-value"]
+    assert row.verdict == verdict, (row.measured, row.note)
+    if verdict == claims.NOT_TESTABLE:
+        assert "the paper's test had 5" in row.note
