@@ -138,3 +138,20 @@ def test_p_value_rule_needs_the_papers_pairs_to_call_a_difference_insignificant(
     assert row.verdict == verdict, (row.measured, row.note)
     if verdict == claims.NOT_TESTABLE:
         assert "the paper's test had 5" in row.note
+
+
+@pytest.mark.parametrize("medhe_f1, noted", [(0.43, True), (0.60, False)])
+def test_mia_row_notes_when_medhe_learned_little(tmp_path, medhe_f1, noted):
+    _write(tmp_path, "stats/summary.csv", [
+        {"method": "medhe", "metric": "f1_macro", "mean": medhe_f1, "std": 0.03, "n": 5},
+        {"method": "fedavg", "metric": "f1_macro", "mean": 0.69, "std": 0.02, "n": 5},
+        {"method": "medhe", "metric": "majority_f1_macro", "mean": 0.396, "std": 0.0, "n": 5},
+        {"method": "fedavg", "metric": "majority_f1_macro", "mean": 0.396, "std": 0.0, "n": 5}])
+    _write(tmp_path, "mia/summary.csv", [
+        {"method": "medhe", "seed": 1, "worst_success_rate": 0.51},
+        {"method": "fedavg", "seed": 1, "worst_success_rate": 0.59}])
+    row = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}["mia"]
+    assert row.verdict == claims.REPRODUCED  # the claim is about leakage; the note qualifies it
+    assert ("little learning" in row.note) == noted
+    if noted:
+        assert "+0.034 over the majority class (0.396), fedavg's +0.294" in row.note

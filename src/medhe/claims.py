@@ -228,6 +228,23 @@ def untrained(m: Measured, methods: Sequence[str] | None = None) -> str:
                      for k, n in dead.items())
 
 
+def little_learned(m: Measured, method: str, *, ref: str = "fedavg", metric: str = "f1_macro") -> str:
+    """A note when ``method`` gained less than half of ``ref``'s gain over the majority class in ``metric``
+    (means over trials, ``stats/summary.csv``): low membership leakage of a model that learned little is no
+    evidence of privacy at useful accuracy. "" when it gained more, or when the summary lacks a value."""
+    a, r = _summary(m, method, metric), _summary(m, ref, metric)
+    s = m.csv("stats/summary.csv")
+    base = s[s["metric"] == f"majority_{metric}"]["mean"] if s is not None else pd.Series(dtype=float)
+    if a is None or r is None or not len(base):
+        return ""
+    b = float(base.mean())
+    gain, ref_gain = float(a["mean"]) - b, float(r["mean"]) - b
+    if gain >= ref_gain / 2:
+        return ""
+    return (f"NOTE: {method}'s {metric} {float(a['mean']):.3f} is {gain:+.3f} over the majority class ({b:.3f}), "
+            f"{ref}'s {ref_gain:+.3f}: its low leakage comes with little learning")
+
+
 def _join(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
 
@@ -324,7 +341,8 @@ def rule_mia(c, m):
     """Worst-case success rate (balanced accuracy at a calibration-fitted threshold, best of the paper's four
     attacks), mean over trials. Reproduced if MedHE's is lower than FedAvg's by at least half the claimed gap.
     medhe_no_he and medhe_no_dp are shown: encryption should not change leakage of the final model, DP should.
-    Each method's mean macro-F1 is shown beside it: lower leakage at near-chance utility is no privacy gain."""
+    Each method's mean macro-F1 is shown beside it, and a note says when MedHE gained less than half of
+    FedAvg's macro-F1 over the majority class: lower leakage at near-chance utility is no privacy gain."""
     mia = m.csv("mia/summary.csv")
     if mia is None:
         return _missing("membership inference", "train + mia")
@@ -343,7 +361,8 @@ def rule_mia(c, m):
         rows = lira[lira["attack"] == "lira_offline"].groupby("method")[["auc", "tpr_at_1pct_fpr"]].mean()
         lira_txt = "offline LiRA (one target each; not judged): " + ", ".join(
             f"{k} AUC {r.auc:.3f} TPR@1%FPR {r.tpr_at_1pct_fpr:.3f}" for k, r in rows.iterrows())
-    return shown, REPRODUCED if ok else NOT_REPRODUCED, _join(f"{int(mia['seed'].nunique())} trials", lira_txt, warn)
+    return shown, REPRODUCED if ok else NOT_REPRODUCED, _join(f"{int(mia['seed'].nunique())} trials", lira_txt, warn,
+                                                              little_learned(m, "medhe"))
 
 
 def rule_ablation(c, m):
