@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medhe import claims, records, stats
+from medhe import claims, records, results, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ROOT / "claims" / "paper.yaml"
@@ -155,3 +155,21 @@ def test_mia_row_notes_when_medhe_learned_little(tmp_path, medhe_f1, noted):
     assert ("little learning" in row.note) == noted
     if noted:
         assert "+0.034 over the majority class (0.396), fedavg's +0.294" in row.note
+
+
+@pytest.mark.parametrize("medhe_final_f1, verdict", [(0.62, claims.REPRODUCED), (0.396, claims.NOT_REPRODUCED)])
+def test_convergence_to_the_majority_class_is_not_convergence(tmp_path, medhe_final_f1, verdict):
+    hist = []
+    for method, f1 in (("fedavg", 0.68), ("medhe", medhe_final_f1)):
+        for r in range(11):
+            hist.append({"method": method, "seed": 42, "round": r, "accuracy": 0.6 if r < 2 else 0.7,
+                         "f1_macro": 0.5 if r < 2 else f1})
+    hist = pd.DataFrame(hist)
+    _write(tmp_path, "stats/convergence.csv", results.convergence_table(hist))
+    _write(tmp_path, "stats/convergence_history.csv", hist)
+    _write(tmp_path, "stats/summary.csv", [
+        {"method": "fedavg", "metric": "majority_f1_macro", "mean": 0.396, "std": 0.0, "n": 5}])
+    row = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}["convergence"]
+    assert row.measured == "fedavg round 2, medhe round 2 (of 10)"
+    assert row.verdict == verdict
+    assert ("medhe ends at the majority class" in row.note) == (verdict == claims.NOT_REPRODUCED)

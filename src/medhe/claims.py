@@ -407,16 +407,30 @@ def rule_sparsity_sweep(c, m):
 
 def rule_convergence(c, m):
     """First round at which test accuracy comes within 1 point of its final value (10-round runs, or the
-    profile's convergence_rounds). Reproduced if both fedavg and medhe reach it by the claimed round."""
+    profile's convergence_rounds). Reproduced if both fedavg and medhe reach it by the claimed round and
+    neither ends at the majority class (final macro-F1, mean over seeds, within 0.01 of the majority
+    class's): a model that predicts one label has stopped moving, not learned."""
     conv = m.csv("stats/convergence.csv")
     if conv is None or not len(conv):
         return _missing("convergence runs", "convergence + stats")
-    got = {r.method: int(r.converged_round) for r in conv.itertuples()}
+    got = conv.groupby("method")["converged_round"].max().astype(int).to_dict()
     if not {"fedavg", "medhe"} <= set(got):
         return _missing("convergence of fedavg and medhe", "convergence")
     rounds = int(conv["rounds"].max())
     ok = got["fedavg"] <= c["round"] and got["medhe"] <= c["round"]
-    return f"fedavg round {got['fedavg']}, medhe round {got['medhe']} (of {rounds})", REPRODUCED if ok else NOT_REPRODUCED, ""
+    notes = []
+    hist, summary = m.csv("stats/convergence_history.csv"), m.csv("stats/summary.csv")
+    if hist is not None and summary is not None and "f1_macro" in hist.columns:
+        base = summary[summary["metric"] == "majority_f1_macro"]["mean"]
+        last = hist[hist["round"] == hist.groupby("method")["round"].transform("max")]
+        final = last.groupby("method")["f1_macro"].mean()
+        for method in ("fedavg", "medhe"):
+            if len(base) and method in final.index and final[method] <= float(base.mean()) + 0.01:
+                ok = False
+                notes.append(f"{method} ends at the majority class (final macro-F1 {final[method]:.3f}, "
+                             f"majority class {float(base.mean()):.3f}): it stopped, it did not learn")
+    return (f"fedavg round {got['fedavg']}, medhe round {got['medhe']} (of {rounds})",
+            REPRODUCED if ok else NOT_REPRODUCED, _join(*notes))
 
 
 def rule_scale(c, m):
