@@ -173,3 +173,14 @@ def test_convergence_to_the_majority_class_is_not_convergence(tmp_path, medhe_fi
     assert row.measured == "fedavg round 2, medhe round 2 (of 10)"
     assert row.verdict == verdict
     assert ("medhe ends at the majority class" in row.note) == (verdict == claims.NOT_REPRODUCED)
+
+
+@pytest.mark.parametrize("medhe_acc, verdict", [(0.74, claims.REPRODUCED), (0.654, claims.NOT_REPRODUCED)])
+def test_sparsity_sweep_judges_medhe_points_not_an_average_with_other_methods(tmp_path, medhe_acc, verdict):
+    _write(tmp_path, "comm/sweep.csv", [
+        {"method": "medhe", "sparsity": 0.5, "saving_pct": -40.0, "accuracy": 0.70},
+        {"method": "medhe", "sparsity": 0.9, "saving_pct": 60.0, "accuracy": medhe_acc},
+        {"method": "medhe_no_dp", "sparsity": 0.9, "saving_pct": 60.0, "accuracy": 0.80}])
+    _write(tmp_path, "stats/trials.csv", [{"method": "fedavg", "seed": s, "accuracy": 0.75} for s in (1, 2)])
+    row = {r.id: r for r in claims.build_ledger(CLAIMS, root=tmp_path, profile="t")}["sparsity-sweep"]
+    assert row.verdict == verdict  # averaging in medhe_no_dp's 0.80 would pass the 0.654 case
