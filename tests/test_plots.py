@@ -35,26 +35,30 @@ def test_bytes_per_method_without_trial_or_paper_rows_is_an_error():
         plots.bytes_per_method(_comm().query("group == 'noniid'"))
 
 
-def test_roc_at_reads_the_best_tpr_at_or_below_each_fpr():
-    fpr = [0.0, 0.0, 0.1, 0.5, 1.0]
-    tpr = [0.0, 0.2, 0.4, 0.9, 1.0]
-    got = plots.roc_at(fpr, tpr, [0.0, 0.05, 0.1, 0.3, 0.99, 1.0])
-    assert got.tolist() == [0.2, 0.2, 0.4, 0.4, 0.9, 1.0]
-    assert plots.roc_at([0.1, 1.0], [0.5, 1.0], [0.01]).tolist() == [0.0]  # below the first point
+def test_mean_roc_reads_each_seed_at_fixed_fprs_and_averages():
+    roc = pd.DataFrame({"method": "m", "attack": "a",
+                        "seed": [1] * 5 + [2] * 4,
+                        "fpr": [0.0, 0.0, 0.1, 0.5, 1.0] + [0.0, 0.1, 0.5, 1.0],
+                        "tpr": [0.0, 0.2, 0.4, 0.9, 1.0] + [0.0, 0.6, 0.7, 1.0]})
+    mean = plots.mean_roc(roc, [0.05, 0.1, 0.3, 0.99])
+    # seed 1: nan (below its FPR resolution 0.1), 0.4, 0.4, 0.9; seed 2: nan, 0.6, 0.6, 0.7
+    assert np.isnan(mean["tpr"].iloc[0])
+    assert mean["tpr"].iloc[1:].to_numpy() == pytest.approx([0.5, 0.5, 0.8])
+    assert mean["auc"].iloc[0] == pytest.approx((0.765 + 0.715) / 2)  # trapezoids, by hand
+    assert mean["n_seeds"].eq(2).all()
 
 
-def test_mean_roc_auc_matches_sklearn_and_averages_seeds_vertically():
+def test_mean_roc_auc_matches_sklearn_with_ties():
     rng = np.random.default_rng(7)
-    rows, aucs, expect, grid = [], [], [], np.array([0.01, 0.1, 0.5])
+    rows, aucs, expect, grid = [], [], [], np.array([0.05, 0.1, 0.5])
     for seed in (1, 2):
         y = np.r_[np.ones(60), np.zeros(60)]
-        score = rng.normal(size=120) + 0.6 * y
+        score = np.round(rng.normal(size=120) + 0.6 * y, 1)  # rounded: many tied scores
         f, t, _ = metrics.roc_curve(y, score, drop_intermediate=False)
         aucs.append(metrics.roc_auc_score(y, score))
-        expect.append(plots.roc_at(f, t, grid))
+        expect.append([t[f <= g].max() for g in grid])
         rows += [{"method": "m", "seed": seed, "attack": "a", "fpr": a, "tpr": b} for a, b in zip(f, t)]
     mean = plots.mean_roc(pd.DataFrame(rows), grid)
-    assert mean["n_seeds"].eq(2).all()
     assert mean["auc"].iloc[0] == pytest.approx(np.mean(aucs), abs=1e-12)
     assert mean["tpr"].to_numpy() == pytest.approx(np.mean(expect, axis=0))
 

@@ -14,10 +14,10 @@ writes one row per stage run:
 
 Stages that DVC skipped (up to date) are not rows. The profile's wall time is the sum, over
 stages, of the last completed run of each: what one uninterrupted run would have taken on this
-machine. Runs that started before ``--since`` (an ISO time, for example the commit that the
-current results descend from) are left out.
+machine.
 
-    python tools/stage_times.py locks/full-logs/*.log --since 2026-11-29T08:40 --out locks/full.times.csv
+    python tools/stage_times.py locks/full-logs/*.log              # per stage family, and the total
+    python tools/stage_times.py locks/full-logs/*.log --out runs.csv   # also every stage run
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 STAGE_LINE = re.compile(r"^=== (\d\d:\d\d:\d\d) (.+?)\s*$")
 LOG_NAME = re.compile(r"_(\d\d)(\d\d)_(\d\d)(\d\d)\.log$")
-NOT_STAGES = ("remaining stages", "done", "deadline", "run_until done", "session resume")
+NOT_STAGES = ("done", "deadline", "run_until done", "session resume")  # markers, not stage runs
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def parse_log(path: Path, *, year: int) -> list[StageRun]:
         marks.append((i, dt.datetime.combine(day, clock), m.group(2)))
     runs = []
     for k, (i, start, label) in enumerate(marks):
-        if label.startswith(NOT_STAGES) and label != "remaining stages":
+        if label.startswith(NOT_STAGES):
             continue
         end_line = marks[k + 1][0] if k + 1 < len(marks) else len(lines)
         body = lines[i + 1:end_line]
@@ -104,8 +104,6 @@ def profile_minutes(runs: list[StageRun]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("logs", nargs="+", type=Path)
-    ap.add_argument("--since", type=dt.datetime.fromisoformat, default=None,
-                    help="leave out stage runs that started before this ISO time")
     ap.add_argument("--year", type=int, default=dt.date.today().year)
     ap.add_argument("--out", type=Path, default=None, help="CSV of every stage run")
     a = ap.parse_args(argv)
@@ -113,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         ap.error(f"no such log: {', '.join(missing)}")
     runs = sorted((r for p in a.logs for r in parse_log(p, year=a.year)), key=lambda r: r.start)
-    if a.since:
-        runs = [r for r in runs if r.start >= a.since]
     if a.out:
         with a.out.open("w", newline="") as f:
             w = csv.writer(f)

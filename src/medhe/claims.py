@@ -228,16 +228,21 @@ def untrained(m: Measured, methods: Sequence[str] | None = None) -> str:
                      for k, n in dead.items())
 
 
+def _majority(m: Measured, metric: str) -> float | None:
+    """The score of always predicting the majority class (``majority_<metric>`` in ``stats/summary.csv``,
+    mean over its rows), or None."""
+    s = m.csv("stats/summary.csv")
+    base = None if s is None else s[s["metric"] == f"majority_{metric}"]["mean"]
+    return float(base.mean()) if base is not None and len(base) else None
+
+
 def little_learned(m: Measured, method: str, *, ref: str = "fedavg", metric: str = "f1_macro") -> str:
     """A note when ``method`` gained less than half of ``ref``'s gain over the majority class in ``metric``
     (means over trials, ``stats/summary.csv``): low membership leakage of a model that learned little is no
     evidence of privacy at useful accuracy. "" when it gained more, or when the summary lacks a value."""
-    a, r = _summary(m, method, metric), _summary(m, ref, metric)
-    s = m.csv("stats/summary.csv")
-    base = s[s["metric"] == f"majority_{metric}"]["mean"] if s is not None else pd.Series(dtype=float)
-    if a is None or r is None or not len(base):
+    a, r, b = _summary(m, method, metric), _summary(m, ref, metric), _majority(m, metric)
+    if a is None or r is None or b is None:
         return ""
-    b = float(base.mean())
     gain, ref_gain = float(a["mean"]) - b, float(r["mean"]) - b
     if gain >= ref_gain / 2:
         return ""
@@ -388,8 +393,8 @@ def rule_ablation(c, m):
 def rule_sparsity_sweep(c, m):
     """From the sparsity sweep (embedded model, bytes measured): (1) the uplink saving vs fedavg is below 80 %
     at every s < 0.8, and (2) at s = 0.9 accuracy stays within 2 points of fedavg's (same profile, mean over
-    trials; MedHE's sweep points when the sweep ran MedHE, else every swept method's). Reproduced only if both hold. The absolute 85 % accuracy threshold at s > 0.95 is about the
-    paper's data (shown, not judged)."""
+    trials; MedHE's sweep points when the sweep ran MedHE, else every swept method's). Reproduced only if
+    both hold. The absolute 85 % accuracy threshold at s > 0.95 is about the paper's data (shown, not judged)."""
     sw = m.csv("comm/sweep.csv")
     trials = m.csv("stats/trials.csv")
     if sw is None or not len(sw) or trials is None:
@@ -421,16 +426,15 @@ def rule_convergence(c, m):
     rounds = int(conv["rounds"].max())
     ok = got["fedavg"] <= c["round"] and got["medhe"] <= c["round"]
     notes = []
-    hist, summary = m.csv("stats/convergence_history.csv"), m.csv("stats/summary.csv")
-    if hist is not None and summary is not None and "f1_macro" in hist.columns:
-        base = summary[summary["metric"] == "majority_f1_macro"]["mean"]
+    hist, base = m.csv("stats/convergence_history.csv"), _majority(m, "f1_macro")
+    if hist is not None and base is not None and "f1_macro" in hist.columns:
         last = hist[hist["round"] == hist.groupby("method")["round"].transform("max")]
         final = last.groupby("method")["f1_macro"].mean()
         for method in ("fedavg", "medhe"):
-            if len(base) and method in final.index and final[method] <= float(base.mean()) + 0.01:
+            if method in final.index and final[method] <= base + 0.01:
                 ok = False
                 notes.append(f"{method} ends at the majority class (final macro-F1 {final[method]:.3f}, "
-                             f"majority class {float(base.mean()):.3f}): it stopped, it did not learn")
+                             f"majority class {base:.3f}): it stopped, it did not learn")
     return (f"fedavg round {got['fedavg']}, medhe round {got['medhe']} (of {rounds})",
             REPRODUCED if ok else NOT_REPRODUCED, _join(*notes))
 

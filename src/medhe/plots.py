@@ -16,6 +16,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from medhe.attacks.metrics import auc_from_roc, tpr_at_fpr  # noqa: E402
+
 STYLE = {"figure.dpi": 120, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 9}
 
@@ -168,20 +170,11 @@ def save(fig, path: str | Path) -> Path:
     return p
 
 
-def roc_at(fpr, tpr, grid) -> np.ndarray:
-    """TPR of an empirical ROC curve at each false positive rate of ``grid``: the highest TPR the attack
-    reaches at an FPR not above it (0 below the curve's first point)."""
-    f = np.asarray(fpr, dtype=float)
-    order = np.argsort(f, kind="stable")
-    f, t = f[order], np.maximum.accumulate(np.asarray(tpr, dtype=float)[order])
-    idx = np.searchsorted(f, np.asarray(grid, dtype=float), side="right") - 1
-    return np.where(idx >= 0, t[np.clip(idx, 0, None)], 0.0)
-
-
 def mean_roc(roc: pd.DataFrame, grid) -> pd.DataFrame:
-    """Per method and attack, the TPR at each FPR of ``grid`` averaged over seeds (vertical averaging:
-    every seed's curve is read on the same grid first), and the mean AUC over seeds (area under each
-    seed's step curve). Columns: method, attack, n_seeds, auc, fpr, tpr."""
+    """Per method and attack, the TPR at each FPR of ``grid`` averaged over seeds (vertical averaging: each
+    seed's step ROC is read at the same FPRs with :func:`medhe.attacks.metrics.tpr_at_fpr`, NaN where the
+    seed's non-members cannot resolve that FPR), and the mean AUC over seeds (:func:`auc_from_roc`, the
+    attack tables' AUC). Columns: method, attack, n_seeds, auc, fpr, tpr."""
     need = {"method", "seed", "attack", "fpr", "tpr"} - set(roc.columns)
     if need:
         raise ValueError(f"ROC table lacks columns {sorted(need)} (expected results/<profile>/mia/roc.csv)")
@@ -190,10 +183,9 @@ def mean_roc(roc: pd.DataFrame, grid) -> pd.DataFrame:
     for (method, attack), sub in roc.groupby(["method", "attack"], sort=False):
         curves, aucs = [], []
         for _, one in sub.groupby("seed"):
-            curves.append(roc_at(one["fpr"], one["tpr"], grid))
-            f = np.sort(np.unique(np.r_[0.0, one["fpr"].to_numpy(float), 1.0]))
-            t = roc_at(one["fpr"], one["tpr"], f)
-            aucs.append(float(np.sum(np.diff(f) * t[:-1])))  # step curve: TPR holds until the next FPR
+            f, t = one["fpr"].to_numpy(float), one["tpr"].to_numpy(float)
+            curves.append([tpr_at_fpr(f, t, target=g) for g in grid])
+            aucs.append(auc_from_roc(f, t))
         rows.append(pd.DataFrame({"method": method, "attack": attack, "n_seeds": len(curves),
                                   "auc": float(np.mean(aucs)), "fpr": grid, "tpr": np.mean(curves, axis=0)}))
     return pd.concat(rows, ignore_index=True)
@@ -204,7 +196,7 @@ def mia_roc(roc: pd.DataFrame, *, attack: str | None = None, min_fpr: float = 1e
     diagonal and the low-FPR region is visible. Each curve is the mean over seeds at fixed FPRs
     (:func:`mean_roc`). By default the attack drawn per method is the one with the highest mean AUC.
     """
-    grid = np.unique(np.r_[np.logspace(np.log10(min_fpr), 0, 200), np.linspace(0, 1, 1001)[1:]])
+    grid = np.unique(np.r_[np.logspace(np.log10(min_fpr), 0, 200)[:-1], np.linspace(0, 1, 1001)[1:-1]])
     mean = mean_roc(roc, grid)
     fig, ax = _fig(5.0, 4.0)
     for method, sub in mean.groupby("method", sort=False):
@@ -212,7 +204,7 @@ def mia_roc(roc: pd.DataFrame, *, attack: str | None = None, min_fpr: float = 1e
         best = aucs.idxmax() if attack is None else attack
         if best not in aucs.index:
             raise ValueError(f"no attack {best!r} for method {method!r}; the table has {sorted(aucs.index)}")
-        curve = sub[(sub["attack"] == best) & (sub["fpr"] >= min_fpr)]
+        curve = sub[(sub["attack"] == best) & (sub["fpr"] >= min_fpr)]  # NaN below the FPR resolution: no line
         n = int(curve["n_seeds"].iloc[0])
         ax.plot(curve["fpr"], curve["tpr"].clip(lower=min_fpr), drawstyle="steps-post",
                 label=f"{method} ({best}, AUC {aucs[best]:.3f}, {n} seed{'s' if n > 1 else ''})")
