@@ -104,3 +104,30 @@ def test_frontier_draws_the_majority_class_line_when_given():
     line = [x for x in ax.get_lines() if x.get_label().startswith("majority class")][0]
     assert list(line.get_ydata()) == pytest.approx([0.40, 0.40])
     assert not [x for x in plots.frontier(front).axes[0].get_lines() if x.get_label().startswith("majority")]
+
+
+def test_frontier_names_every_point_in_the_legend_by_colour_and_shape():
+    front = pd.DataFrame({"kind": ["frontier"] * 4 + ["trial"] * 3, "method": ["a", "a", "b", "b", "t1", "t1", "t2"],
+                          "bits": [8, 8, 4, 4, None, None, None], "sparsity": [0.9, 0.99, 0.9, 0.99, 0.9, 0.9, 0.9],
+                          "bytes_up_round_per_param": [3.0, 1.5, 2.0, 1.0, 20.0, 22.0, 5.0],
+                          "f1_macro": [0.4, 0.4, 0.41, 0.4, 0.7, 0.6, 0.4]})
+    ax = plots.frontier(front).axes[0]
+    lines = ax.get_lines()
+    labels = [x.get_label() for x in lines if not x.get_label().startswith("_")]
+    assert labels[:4] == ["a, 8-bit", "b, 4-bit", "s = 0.9", "s = 0.99"]
+    assert labels[4:] == ["t1 (trials, mean)", "t2 (trials, mean)"]
+    by_label = {x.get_label(): x for x in lines}
+    t1 = by_label["t1 (trials, mean)"]
+    assert (t1.get_xdata()[0], t1.get_ydata()[0]) == pytest.approx((21.0, 0.65))  # the mean of its trials
+    group_a = [x for x in lines if x.get_color() == by_label["a, 8-bit"].get_color() and x.get_marker() not in (None, "None")]
+    assert sorted(x.get_marker() for x in group_a) == sorted([by_label["s = 0.9"].get_marker(), by_label["s = 0.99"].get_marker()])
+    assert by_label["s = 0.9"].get_marker() != by_label["s = 0.99"].get_marker()
+    assert not {x.get_marker() for x in lines if "trials" in x.get_label()} & set(plots.SPARSITY_MARKERS)
+
+
+def test_frontier_refuses_more_sparsity_levels_than_it_has_markers():
+    n = len(plots.SPARSITY_MARKERS) + 1
+    front = pd.DataFrame({"kind": "frontier", "method": "m", "bits": 8, "sparsity": [0.5 + 0.05 * i for i in range(n)],
+                          "bytes_up_round_per_param": range(1, n + 1), "f1_macro": 0.4})
+    with pytest.raises(ValueError, match="sparsity levels"):
+        plots.frontier(front)

@@ -216,6 +216,10 @@ def mia_roc(roc: pd.DataFrame, *, attack: str | None = None, min_fpr: float = 1e
     return _finish(fig, ax, xlabel="false positive rate (log)", ylabel="true positive rate (log; mean over seeds)")
 
 
+SPARSITY_MARKERS = ("o", "^", "D", "v", "P", "X")
+TRIAL_MARKERS = ("s", "p", "h", "8", "*", "<", ">", "H", "d", "1")  # none of SPARSITY_MARKERS
+
+
 def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = None, claimed_f1: float | None = None,
              majority_f1: float | None = None):
     """Macro-F1 against measured uplink bytes per round per model parameter (5 clients summed).
@@ -224,24 +228,38 @@ def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = Non
     paper's claimed point (its MiB per round over 66,955,010 parameters) share an axis; the claimed
     point is drawn hollow and labelled as claimed, not measured. ``majority_f1`` (see
     :func:`majority_baseline`) draws the macro-F1 of always predicting the majority class: a point on
-    that line has learned nothing, whatever its bytes.
+    that line has learned nothing, whatever its bytes. Points sit close together when nothing learns,
+    so nothing is written beside them: a frontier line's colour is its (method, bits), a marker's shape
+    its sparsity, and each trial method has a black marker of its own, all named in the legend.
     """
-    fig, ax = _fig()
+    fig, ax = _fig(width=8.0, height=3.8)
     fr = front[front["kind"] == "frontier"]
+    levels = sorted(fr["sparsity"].unique())
+    if len(levels) > len(SPARSITY_MARKERS):
+        raise ValueError(f"frontier has {len(levels)} sparsity levels; the plot has markers for {len(SPARSITY_MARKERS)}")
+    shape = dict(zip(levels, SPARSITY_MARKERS))
     for (method, bits), sub in fr.groupby(["method", "bits"]):
         sub = sub.sort_values("bytes_up_round_per_param")
-        ax.plot(sub["bytes_up_round_per_param"], sub["f1_macro"], marker="o", label=f"{method}, {int(bits)}-bit")
+        line, = ax.plot(sub["bytes_up_round_per_param"], sub["f1_macro"], lw=1, label=f"{method}, {int(bits)}-bit")
         for row in sub.itertuples():
-            ax.annotate(f"s={row.sparsity:g}", (row.bytes_up_round_per_param, row.f1_macro), fontsize=6,
-                        xytext=(2, 2), textcoords="offset points")
+            ax.plot(row.bytes_up_round_per_param, row.f1_macro, ls="", marker=shape[row.sparsity], ms=5,
+                    color=line.get_color(), alpha=0.8)
+    for s in levels:
+        ax.plot([], [], ls="", marker=shape[s], color="0.5", label=f"s = {s:g}")
     tr = front[front["kind"] == "trial"].groupby("method")[["bytes_up_round_per_param", "f1_macro"]].mean()
-    ax.scatter(tr["bytes_up_round_per_param"], tr["f1_macro"], marker="s", color="k", zorder=3, label="trial methods (mean)")
-    for method, row in tr.iterrows():
-        ax.annotate(method, (row.bytes_up_round_per_param, row.f1_macro), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    if len(tr) > len(TRIAL_MARKERS):
+        raise ValueError(f"{len(tr)} trial methods; the plot has markers for {len(TRIAL_MARKERS)}")
+    for marker, (method, row) in zip(TRIAL_MARKERS, tr.iterrows()):
+        ax.plot(row.bytes_up_round_per_param, row.f1_macro, ls="", marker=marker, ms=6, mfc="none", mec="k",
+                zorder=3, label=f"{method} (trials, mean)")
     if claimed_bytes_per_param is not None and claimed_f1 is not None:
         ax.scatter([claimed_bytes_per_param], [claimed_f1], marker="*", s=140, facecolors="none", edgecolors="r",
                    label="paper's claimed point (not measured)")
     if majority_f1 is not None:
         ax.axhline(majority_f1, color="k", ls=":", lw=0.8, label="majority class (learned nothing)")
     ax.set_xscale("log")
-    return _finish(fig, ax, xlabel="uplink bytes per round per model parameter (measured, all clients)", ylabel="macro-F1", fontsize=6)
+    ax.set_xlabel("uplink bytes per round per model parameter (measured, all clients)")
+    ax.set_ylabel("macro-F1")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    return fig
