@@ -27,12 +27,15 @@ def _fig(width: float = 6.0, height: float = 3.4):
         return plt.subplots(figsize=(width, height))
 
 
-def _finish(fig, ax, *, ylabel: str, xlabel: str | None = None, fontsize: int = 7):
-    """Axis labels, legend and tight layout; returns the figure."""
+def _finish(fig, ax, *, ylabel: str, xlabel: str | None = None, fontsize: int = 7, legend_outside: bool = False):
+    """Axis labels, legend (inside the axes, or to their right) and tight layout; returns the figure."""
     if xlabel is not None:
         ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=fontsize)
+    if legend_outside:
+        ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=fontsize)
     fig.tight_layout()
     return fig
 
@@ -258,8 +261,5 @@ def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = Non
     if majority_f1 is not None:
         ax.axhline(majority_f1, color="k", ls=":", lw=0.8, label="majority class (learned nothing)")
     ax.set_xscale("log")
-    ax.set_xlabel("uplink bytes per round per model parameter (measured, all clients)")
-    ax.set_ylabel("macro-F1")
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="uplink bytes per round per model parameter (measured, all clients)", ylabel="macro-F1",
+                   fontsize=6, legend_outside=True)
