@@ -55,12 +55,25 @@ def test_model_data_mismatch_is_an_error(tabular_params):
         fl.run(p, method="fedavg", progress=False)
 
 
+ABLATIONS = {  # ablation: (the method it ablates, exactly the flags that differ)
+    "medhe_no_ef": ("medhe", {"error_feedback"}),
+    "medhe_no_adaptive": ("medhe", {"adaptive"}),
+    "medhe_no_packing": ("medhe", {"packing"}),
+    "medhe_no_he": ("medhe", {"encryption", "packing"}),
+    "medhe_no_dp": ("medhe", {"noise", "clip_mode"}),
+    "medhe_no_dp_c1": ("medhe_no_dp", {"clip_mode"}),
+    "medhe_no_dp_no_ef": ("medhe_no_dp", {"error_feedback"}),
+    "medhe_no_dp_no_adaptive": ("medhe_no_dp", {"adaptive"}),
+    "medhe_no_dp_no_packing": ("medhe_no_dp", {"packing"}),
+}
+
+
 def test_method_specs_are_compositions():
-    medhe = methods.get("medhe")
-    for name, spec in methods.METHODS.items():
-        if name.startswith("medhe_no_"):
-            diff = {k for k in medhe.__dict__ if getattr(spec, k) != getattr(medhe, k)} - {"name"}
-            assert 1 <= len(diff) <= 2, (name, diff)  # no_he also turns packing off
+    assert {n for n in methods.METHODS if n.startswith("medhe_no_")} == set(ABLATIONS)
+    for name, (base, flags) in ABLATIONS.items():
+        spec, ref = methods.get(name), methods.get(base)
+        diff = {k for k in ref.__dict__ if getattr(spec, k) != getattr(ref, k)} - {"name"}
+        assert diff == flags, (name, diff)
 
 
 @pytest.mark.slow

@@ -64,6 +64,26 @@ NOTEBOOKS = {
         ("code", "history = pd.DataFrame(result.history)\nhistory.filter(regex=\"^(round|accuracy|f1_|majority|bytes_up_per|bytes_down_per|density|epsilon)\")"),
         ("code", "pd.Series(result.record[\"time_per_phase_s\"], name=\"seconds\")"),
     ],
+    "25_target": [
+        ("md", "# 25 · Rounds and bytes to a target\n\nOne variant (`method[-s<sparsity>][-b<bits>]`) × one seed, trained until its test\n"
+               "macro-F1 reaches the target (a fraction of FedAvg's final macro-F1 on the same seed) or the round budget\n"
+               "`pipeline.target_rounds` runs out; at least the paper's 3 rounds. FedAvg's reference run (`reference` empty)\n"
+               "runs the whole budget. Writes `results/<profile>/target/<variant>_s<seed>/`."),
+        ("code", "params_file = \"params.yaml\"\nvariant = \"fedavg\"\nseed = 42\n"
+                 "# FedAvg's reference metrics.json; empty: this run is the reference\nreference = \"\"", "parameters"),
+        ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, records, results, targets\n"
+                 "from medhe.fl.methods import parse_variant\nos.chdir(records.project_root())\n"
+                 "method, overrides = parse_variant(variant)\n"
+                 "budget = params.load(params_file).pipeline.target_rounds\n"
+                 "P = params.load(params_file, overrides={**overrides, \"train.rounds\": budget})\n"
+                 "target = targets.reference_target(reference, fraction=P.pipeline.target_fraction) if reference else None\n"
+                 "out_dir = str(results.run_path(P.profile, \"target\", method=variant, seed=seed))\n"
+                 "method, overrides, target, out_dir"),
+        ("code", "result = fl.run(P, method=method, seed=seed, out_dir=out_dir, target_macro_f1=target,\n"
+                 "                min_rounds=targets.PAPER_ROUNDS)\nresult.record.get(\"target\")"),
+        ("code", "history = pd.DataFrame(result.history)\n"
+                 "history.filter(regex=\"^(round|accuracy|f1_macro|bytes_up_per|bytes_down_per|clip_|density|epsilon)\")"),
+    ],
     "30_security": [
         ("md", "# 30 · CKKS security parameters\n\nEvery parameter set the paper or the pipeline uses: the HE standard's security level,\n"
                "accepted or refused (refused sets never reach TenSEAL), ciphertext bytes, measured precision and exact packing."),
@@ -98,7 +118,8 @@ NOTEBOOKS = {
                "client-count sweep."),
         ("code", "params_file = \"params.yaml\"", "parameters"),
         ("code", HEAD),
-        ("code", "from medhe import report\ntables = report.comm_tables(P.profile)\nreport.write_tables(tables, f\"{base}/comm\")\nsorted(tables)"),
+        ("code", "from medhe import report\ntables = report.comm_tables(P.profile, target_fraction=P.pipeline.target_fraction)\n"
+                 "report.write_tables(tables, f\"{base}/comm\")\nsorted(tables)"),
         ("code", "tables[\"bytes\"][[\"group\", \"method\", \"seed\", \"num_params\", \"mib_up_per_client_round\", \"mib_down_per_client_round\",\n"
                  "                 \"mib_up_round_all_clients\"]].groupby([\"group\", \"method\"]).mean(numeric_only=True)"),
     ],
@@ -148,6 +169,20 @@ NOTEBOOKS = {
                  "                          claimed_f1=claimed_f1, majority_f1=plots.majority_baseline(summary, \"f1_macro\")),\n"
                  "           f\"{figdir}/frontier.png\")\n"
                  "sorted(os.listdir(figdir))"),
+        ("md", "Rounds and bytes to the target: every target variant, then the ablations (error feedback, EMA threshold,\n"
+               "packing, the paper's fixed clip bound) on the same axes. The paper's point: its claimed bytes per round over\n"
+               "its 3 rounds, per client."),
+        ("code", "from medhe import targets\ncurves = pd.read_csv(f\"{base}/comm/curves.csv\")\n"
+                 "to_target = pd.read_csv(f\"{base}/comm/to_target.csv\")\n"
+                 "claimed = (targets.PAPER_ROUNDS * claimed_bytes / P.data.num_clients, claimed_f1)\n"
+                 "majority = plots.majority_baseline(summary, \"f1_macro\")\n"
+                 "plots.save(plots.target_curves(curves, to_target, majority_f1=majority, claimed=claimed,\n"
+                 "                               title=\"bytes to accuracy\"), f\"{figdir}/target_curves.png\")\n"
+                 "ablations = [\"medhe_no_dp\", \"medhe_no_dp_no_ef\", \"medhe_no_dp_no_adaptive\", \"medhe_no_dp_no_packing\",\n"
+                 "             \"medhe_no_dp_c1\", \"fedavg\"]\n"
+                 "plots.save(plots.target_curves(curves, to_target, variants=ablations, majority_f1=majority,\n"
+                 "                               title=\"ablations, bytes to accuracy\"), f\"{figdir}/ablation_curves.png\")\n"
+                 "to_target"),
     ],
     "95_claims": [
         ("md", "# 95 · Claims ledger\n\nFor every claim of the paper: claimed (from `claims/paper.yaml`), measured (from `results/`),\n"

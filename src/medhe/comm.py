@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 
 DIRECTIONS = ("up", "down")
-CATEGORIES = ("update", "index", "ciphertext", "context")
+CATEGORIES = ("update", "index", "ciphertext", "context", "clip")  # clip: adaptive clip-bound messages
 
 
 def dense_message(x: np.ndarray) -> bytes:

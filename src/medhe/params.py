@@ -97,9 +97,11 @@ class SparsifyParams:
     sparsity: float = 0.9
     ema_alpha: float = 0.9  # tau_t = alpha * tau_{t-1} + (1 - alpha) * tau_now
     alignment: str = "union"  # sparse aggregation: "union" (shared index set per round) or "dense"
+    global_explore: float = 0.8  # alignment "global": fraction of k drawn at random from a public seed
 
     def __post_init__(self) -> None:
         _check(self.alignment in ("union", "dense"), f"sparsify.alignment must be 'union' or 'dense', got {self.alignment!r}")
+        _check(0 <= self.global_explore <= 1, f"sparsify.global_explore must be in [0, 1], got {self.global_explore!r}")
         _check(0 <= self.sparsity < 1, f"sparsify.sparsity must be in [0, 1), got {self.sparsity!r}")
         _check(0 <= self.ema_alpha < 1, f"sparsify.ema_alpha must be in [0, 1), got {self.ema_alpha!r}")
 
@@ -197,6 +199,23 @@ class DPParams:
 
 
 @dataclass(frozen=True)
+class ClipParams:
+    """Adaptive clip bound of the methods without the DP mechanism (:mod:`medhe.clipping`).
+
+    ``initial`` None: the ``target_quantile`` of the clients' first-round update norms.
+    """
+
+    initial: float | None = None
+    target_quantile: float = 0.9  # fraction of clients left unclipped
+    lr: float = 1.0  # geometric step; Andrew et al. (2021) use 0.2 over hundreds of rounds, too slow for 3-10
+
+    def __post_init__(self) -> None:
+        _check(self.initial is None or self.initial > 0, f"clip.initial must be null or > 0, got {self.initial!r}")
+        _check(0 < self.target_quantile <= 1, f"clip.target_quantile must be in (0, 1], got {self.target_quantile!r}")
+        _check(self.lr > 0, f"clip.lr must be > 0, got {self.lr!r}")
+
+
+@dataclass(frozen=True)
 class PipelineParams:
     """What the pipeline runs: trials, ablations and sweeps (read by notebooks and dvc.yaml)."""
 
@@ -216,17 +235,25 @@ class PipelineParams:
     bench_sample: int = 8  # ciphertexts timed per parameter set in the benchmarks
     lira_methods: tuple[str, ...] = ()  # targets of the LiRA stage (offline LiRA, seed ``seed``)
     lira_shadows: int = 4  # shadow models per LiRA target (each a full federated run of the target's method)
+    target_variants: tuple[str, ...] = ()  # rounds/bytes to target: "method[-s<sparsity>][-b<bits>]" (medhe.fl.variants)
+    target_seeds: tuple[int, ...] = (42,)
+    target_rounds: int = 10  # round budget; FedAvg's reference runs all of it
+    target_fraction: float = 0.95  # target = this fraction of FedAvg's final macro-F1 (same seed and data)
 
     def __post_init__(self) -> None:
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
                      "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
-                     "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods"):
+                     "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods",
+                     "target_variants", "target_seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
         _check(all(0 <= s < 1 for s in self.sweep_sparsity), f"pipeline.sweep_sparsity must lie in [0, 1), got {self.sweep_sparsity!r}")
         _check(all(isinstance(n, int) and n >= 1 for n in self.client_counts), f"pipeline.client_counts must be integers >= 1, got {self.client_counts!r}")
         _check(isinstance(self.lira_shadows, int) and self.lira_shadows >= 2,
                f"pipeline.lira_shadows must be an integer >= 2, got {self.lira_shadows!r}")
+        _check(isinstance(self.target_rounds, int) and self.target_rounds >= 1,
+               f"pipeline.target_rounds must be an integer >= 1, got {self.target_rounds!r}")
+        _check(0 < self.target_fraction <= 1, f"pipeline.target_fraction must be in (0, 1], got {self.target_fraction!r}")
         _check(isinstance(self.convergence_rounds, int) and self.convergence_rounds >= 1,
                f"pipeline.convergence_rounds must be an integer >= 1, got {self.convergence_rounds!r}")
 
@@ -243,6 +270,7 @@ class Params:
     sparsify: SparsifyParams = field(default_factory=SparsifyParams)
     ckks: CKKSParams = field(default_factory=CKKSParams)
     dp: DPParams = field(default_factory=DPParams)
+    clip: ClipParams = field(default_factory=ClipParams)
     bfv: BFVConfig = field(default_factory=BFVConfig)
     quant: QuantParams = field(default_factory=QuantParams)
     mia: MIAParams = field(default_factory=MIAParams)

@@ -263,3 +263,39 @@ def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = Non
     ax.set_xscale("log")
     return _finish(fig, ax, xlabel="uplink bytes per round per model parameter (measured, all clients)", ylabel="macro-F1",
                    fontsize=6, legend_outside=True)
+
+
+def target_curves(curves: pd.DataFrame, table: pd.DataFrame, *, variants: list[str] | None = None,
+                  majority_f1: float | None = None, claimed: tuple[float, float] | None = None, title: str | None = None):
+    """Macro-F1 against cumulative measured uplink per client, one curve per variant, a point per round.
+
+    ``curves`` and ``table`` are ``comm/curves.csv`` and ``comm/to_target.csv``
+    (:func:`medhe.targets.to_target_table`). The x axis is the cumulative uplink of one client divided
+    by the model's parameter count (FedAvg sends 4 bytes per parameter per round), log scale, so a
+    paper-size point shares the axis; each curve is the mean over seeds at each round that every seed
+    ran (runs stop at the target). The dashed line is the mean target, the dotted one the majority
+    class; ``claimed`` = (x, macro-F1) of the paper's point, drawn hollow as claimed, not measured.
+    """
+    fig, ax = _fig(width=8.0, height=3.8)
+    if variants is not None:
+        curves = curves[curves["variant"].isin(variants)]
+    params = table.groupby("variant")["num_params"].first()
+    for variant, sub in curves.groupby("variant", sort=True):
+        per_seed_rounds = sub.groupby("seed")["round"].max()
+        sub = sub[sub["round"] <= per_seed_rounds.min()]
+        mean = sub.groupby("round")[["cum_bytes_up_per_client", "f1_macro"]].mean()
+        x = mean["cum_bytes_up_per_client"] / float(params.get(variant, np.nan))
+        n = sub["seed"].nunique()
+        ax.plot(x[x > 0], mean["f1_macro"][x > 0], marker="o", ms=3, lw=1, label=f"{variant} (n={n})")
+    if len(table):
+        ax.axhline(float(table["target"].mean()), color="k", ls="--", lw=0.8, label="target (mean over seeds)")
+    if majority_f1 is not None:
+        ax.axhline(majority_f1, color="k", ls=":", lw=0.8, label="majority class (learned nothing)")
+    if claimed is not None:
+        ax.scatter([claimed[0]], [claimed[1]], marker="*", s=140, facecolors="none", edgecolors="r",
+                   label="paper's claimed point (not measured)")
+    ax.set_xscale("log")
+    if title:
+        ax.set_title(title, fontsize=8)
+    return _finish(fig, ax, xlabel="cumulative uplink per client, bytes per model parameter (measured)",
+                   ylabel="test macro-F1", fontsize=6, legend_outside=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medhe import results, stats
+from medhe import results, stats, targets
 
 COMPARISONS = (("medhe", "fedavg"), ("he_only", "fedavg"), ("medhe_no_ef", "medhe"), ("medhe_no_adaptive", "medhe"),
                ("medhe_no_packing", "medhe"), ("medhe_no_he", "medhe"), ("medhe_no_dp", "medhe"))
@@ -23,8 +23,10 @@ def _group(profile: str, group: str, root: str | Path):
         return None, None
 
 
-def comm_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.DataFrame]:
-    """``bytes`` (runs and papersize groups), ``sweep`` and ``scale`` tables, measured bytes only."""
+def comm_tables(profile: str, *, root: str | Path = "results", target_fraction: float = 0.95) -> dict[str, pd.DataFrame]:
+    """``bytes`` (runs and papersize groups), ``sweep`` and ``scale`` tables, measured bytes only; with a
+    ``target`` group, ``to_target`` and ``curves`` (:func:`medhe.targets.to_target_table`; empty
+    tables with their columns when the profile has no target runs)."""
     out: dict[str, pd.DataFrame] = {}
     frames = []
     base = None
@@ -48,6 +50,11 @@ def comm_tables(profile: str, *, root: str | Path = "results") -> dict[str, pd.D
     if runs is not None and base is not None:
         trial_points = base.merge(trial_runs[["run_dir", "accuracy", "f1_macro"]], on="run_dir")
         out["frontier"] = results.frontier_table(runs, hist, trial_points)
+    try:
+        out["to_target"], out["curves"] = targets.to_target_table(profile, fraction=target_fraction, root=root)
+    except FileNotFoundError:
+        out["to_target"] = pd.DataFrame(columns=targets.TABLE_COLUMNS)
+        out["curves"] = pd.DataFrame(columns=targets.CURVE_COLUMNS)
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-GROUPS = ("runs", "sweeps", "convergence", "noniid", "scale", "papersize", "frontier", "lira")
+GROUPS = ("runs", "sweeps", "convergence", "noniid", "scale", "papersize", "frontier", "lira", "target")
 
 
 def run_path(profile: str, group: str, *, method: str, seed: int, tag: str = "", root: str | Path = "results") -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 __all__ = [
     "SparseUpdate",
     "TopKSparsifier",
+    "global_mask",
     "kth_largest_magnitude",
     "num_kept",
     "topk_indices",
@@ -67,6 +68,15 @@ def _check_vector(x: np.ndarray, *, name: str = "x", size: int | None = None) ->
         bad = int(np.flatnonzero(~finite)[0])
         raise ValueError(f"{name} must be finite, got {x[bad]!r} at index {bad}")
     return x
+
+
+def _check_mask(mask: np.ndarray, *, size: int) -> np.ndarray:
+    idx = np.asarray(mask)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise ValueError(f"mask must be a 1-D integer index array, got dtype {idx.dtype}, shape {idx.shape}")
+    if idx.size and (idx[0] < 0 or idx[-1] >= size or (idx.size > 1 and not (np.diff(idx) > 0).all())):
+        raise ValueError(f"mask indices must be strictly increasing and lie in [0, {size})")
+    return idx.astype(np.int64, copy=False)
 
 
 def _check_k(k: int, n: int) -> int:
@@ -161,6 +171,55 @@ def topk_indices(x: np.ndarray, *, k: int) -> np.ndarray:
     tau = kth_largest_magnitude(x, k=k)
     mask = _topk_mask(np.abs(x), k=k, tau=tau)
     return np.flatnonzero(mask).astype(np.int64, copy=False)
+
+
+def global_mask(score: np.ndarray | None, *, size: int, k: int, explore: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """One index set of exactly ``k`` positions that every client derives from public data alone.
+
+    For the ``global`` alignment: every client sends its values at the same positions, so no
+    index set travels and the server learns nothing but ``k``. The positions are
+
+    * *exploit*: the ``k - r`` largest ``|score|`` entries, where ``score`` is public to every
+      client (the previous round's decrypted aggregate update); ties to the lower index;
+    * *explore*: ``r = ceil(explore * k)`` further positions drawn uniformly without replacement
+      from the rest with ``rng``, a generator every client seeds alike (public seed and round).
+      Exploration lets the mask leave the positions sent before: the aggregate is zero outside
+      the previous mask, so the exploit part alone could never move.
+
+    With ``score`` None or all zero (round 1) every position is drawn at random. What falls
+    outside the mask stays in each client's error-feedback residual.
+
+    Args:
+        score: 1-D public vector of length ``size``, or None.
+        size: Dense length of the update.
+        k: Positions to select, 1 <= k <= size.
+        explore: Fraction of ``k`` drawn at random, in [0, 1].
+        rng: Generator seeded from public values only.
+
+    Returns:
+        int64 array of exactly k unique indices, ascending.
+
+    >>> m = global_mask(np.array([0.0, 5.0, -4.0, 0.1, 3.0]), size=5, k=2, explore=0.0,
+    ...                 rng=np.random.default_rng(0))
+    >>> m.tolist()
+    [1, 2]
+    """
+    size = _check_size(size)
+    k = _check_k(k, size)
+    if not isinstance(explore, (int, float, np.floating)) or not 0.0 <= explore <= 1.0:
+        raise ValueError(f"explore must be a fraction in [0, 1], got {explore!r}")
+    exploit = np.empty(0, dtype=np.int64)
+    if score is not None:
+        score = _check_vector(score, name="score", size=size)
+        n_exploit = min(k - math.ceil(explore * k), int(np.count_nonzero(score)))
+        if n_exploit > 0:
+            exploit = topk_indices(score, k=n_exploit)
+    rest = np.ones(size, dtype=bool)
+    rest[exploit] = False
+    pool = np.flatnonzero(rest)
+    drawn = rng.choice(pool, size=k - exploit.size, replace=False) if k > exploit.size else pool[:0]
+    return np.sort(np.concatenate([exploit, drawn.astype(np.int64)]))
 
 
 # --------------------------------------------------------------------------- message
@@ -346,11 +405,14 @@ class TopKSparsifier:
             mask = _topk_mask(mags, k=cap, tau=kth_largest_magnitude(acc, k=cap))
         return mask
 
-    def compress(self, update: np.ndarray) -> SparseUpdate:
+    def compress(self, update: np.ndarray, *, mask: np.ndarray | None = None) -> SparseUpdate:
         """Sparsify one round's update (MedHE step 3); call once per round.
 
         Args:
             update: 1-D finite floating vector of length ``size``; not modified.
+            mask: Optional ascending, unique indices to send instead of this client's own
+                top-k (the ``global`` alignment's public mask, :func:`global_mask`); needs
+                ``adaptive=False``. Error feedback keeps everything outside the mask.
 
         Returns:
             The kept coordinates of ``update + residual``.
@@ -360,10 +422,17 @@ class TopKSparsifier:
                 rounds, or a NaN/inf entry (named with its index).
         """
         update = _check_vector(update, name="update", size=self.size)
+        if mask is not None:
+            indices = _check_mask(mask, size=self.size)
+            if self.adaptive:
+                raise ValueError("a given mask replaces the EMA threshold: build the sparsifier with adaptive=False")
         acc = self._accumulate(update)
-        mask = self._select(acc)
-        indices = np.flatnonzero(mask).astype(np.int64, copy=False)
-        del mask
+        if mask is None:
+            keep = self._select(acc)
+            indices = np.flatnonzero(keep).astype(np.int64, copy=False)
+            del keep
+        else:
+            self.capped_history.append(False)
         values = acc[indices]
         if self.error_feedback:
             acc[indices] = 0  # acc becomes the new residual: acc - sent, exactly

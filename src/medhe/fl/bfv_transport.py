@@ -80,8 +80,8 @@ class BFVTransport:
             raise TypeError(f"cfg must be a medhe.bfv.BFVParams, got {type(cfg).__name__}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
-        if alignment not in ("union", "dense"):
-            raise ValueError(f"alignment must be 'union' or 'dense', got {alignment!r}")
+        if alignment not in ("union", "dense", "global"):
+            raise ValueError(f"alignment must be 'union', 'dense' or 'global', got {alignment!r}")
         if not (isinstance(clip_norm, (int, float)) and math.isfinite(clip_norm) and clip_norm > 0):
             raise ValueError(f"clip_norm must be finite and > 0, got {clip_norm!r}")
         quantisation_bound(clip_norm=clip_norm, weights=[1.0], num_values=1, range_factor=range_factor,

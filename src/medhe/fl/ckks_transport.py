@@ -5,13 +5,16 @@ holds a context **without** it (parameters only: additions need no keys) and nev
 multiplies or rescales. Each client applies its aggregation weight (and its share
 of the DP noise) before encrypting.
 
-Sparse updates, two index alignments (``ckks.alignment``):
+Sparse updates, three index alignments:
 
 * ``union``: every client uploads its top-k index set in the clear; the server
   broadcasts their union; each client encrypts its values gathered at the union
   positions (zeros where it did not select). **Reveals every client's index set
   to the server and, through the union, to the other clients.** Costs the index
   sets (up and down) plus ``|union|`` encrypted values per client.
+* ``global``: every client sends its values at one public mask of k positions that each derives
+  from public data (:func:`medhe.sparsify.global_mask`); no index set travels and the server
+  learns nothing but k. Costs k encrypted values per client.
 * ``dense``: each client scatters its sparse update into the full-length vector
   and encrypts all of it. Reveals nothing but the model size; costs as much as
   encrypting the dense update (sparsity saves no bytes).
@@ -59,8 +62,8 @@ class CKKSTransport:
     def __init__(self, cfg: CKKSParams, *, size: int, packing: bool, alignment: str, clip_norm: float,
                  num_clients: int, range_factor: float | None = None, noise_sigmas: float = 4.0,
                  block_chunks: int = 32) -> None:
-        if alignment not in ("union", "dense"):
-            raise ValueError(f"alignment must be 'union' or 'dense', got {alignment!r}")
+        if alignment not in ("union", "dense", "global"):
+            raise ValueError(f"alignment must be 'union', 'dense' or 'global', got {alignment!r}")
         if block_chunks < 1:
             raise ValueError(f"block_chunks must be >= 1, got {block_chunks!r}")
         self.size = size

@@ -26,7 +26,9 @@ class MethodSpec:
     noise: bool = False  # distributed Gaussian noise, multiplier dp.noise_multiplier
     encryption: str = "none"  # "none", "ckks" or "bfv" (exact integer aggregation, medhe.bfv)
     packing: bool = False  # CKKS batch packing (quantise + several values per slot)
-    alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only
+    alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only;
+    # "global": one public mask for every client (medhe.sparsify.global_mask), no index set travels
+    clip_mode: str = "fixed"  # "fixed": dp.clip_norm (the paper's C); "adaptive": tracks a norm quantile (medhe.clipping)
 
     def __post_init__(self) -> None:
         if self.encryption not in ("none", "ckks", "bfv"):
@@ -41,8 +43,16 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: error_feedback/adaptive need sparsify=True")
         if self.noise and not self.clip:
             raise ValueError(f"method {self.name!r}: Gaussian noise without clipping has no sensitivity bound")
-        if self.alignment not in (None, "union", "dense", "own"):
-            raise ValueError(f"alignment must be None, 'union', 'dense' or 'own', got {self.alignment!r}")
+        if self.alignment not in (None, "union", "dense", "own", "global"):
+            raise ValueError(f"alignment must be None, 'union', 'dense', 'own' or 'global', got {self.alignment!r}")
+        if self.alignment == "global" and (not self.sparsify or self.adaptive):
+            raise ValueError(f"method {self.name!r}: alignment 'global' sends every client's values at one public "
+                             "mask, so it needs sparsify=True and adaptive=False (no per-client EMA threshold)")
+        if self.clip_mode not in ("fixed", "adaptive"):
+            raise ValueError(f"clip_mode must be 'fixed' or 'adaptive', got {self.clip_mode!r}")
+        if self.clip_mode == "adaptive" and (not self.clip or self.noise):
+            raise ValueError(f"method {self.name!r}: clip_mode 'adaptive' needs clip=True and noise=False (under DP the "
+                             "accountant needs the fixed bound dp.clip_norm; a private quantile estimate is not implemented)")
         if self.alignment == "own" and self.encryption != "none":
             raise ValueError(f"method {self.name!r}: alignment 'own' (each client's own index set) cannot be "
                              "summed slot by slot under encryption; use 'union' or 'dense'")
@@ -55,6 +65,8 @@ class MethodSpec:
 _MEDHE = MethodSpec("medhe", sparsify=True, error_feedback=True, adaptive=True, clip=True, noise=True,
                     encryption="ckks", packing=True)
 
+_NO_DP = dataclasses.replace(_MEDHE, name="medhe_no_dp", noise=False, clip_mode="adaptive")
+
 METHODS: dict[str, MethodSpec] = {
     "fedavg": MethodSpec("fedavg"),
     "he_only": MethodSpec("he_only", encryption="ckks", alignment="dense"),
@@ -63,9 +75,20 @@ METHODS: dict[str, MethodSpec] = {
     "medhe_no_adaptive": dataclasses.replace(_MEDHE, name="medhe_no_adaptive", adaptive=False),
     "medhe_no_packing": dataclasses.replace(_MEDHE, name="medhe_no_packing", packing=False),
     "medhe_no_he": dataclasses.replace(_MEDHE, name="medhe_no_he", encryption="none", packing=False),
-    "medhe_no_dp": dataclasses.replace(_MEDHE, name="medhe_no_dp", noise=False),
+    # without the DP mechanism: no noise, and a clip bound that tracks the update norms (clipping only
+    # bounds the quantisation range); "_c1" keeps the paper's fixed C so that its cost shows by itself
+    "medhe_no_dp": _NO_DP,
+    "medhe_no_dp_c1": dataclasses.replace(_NO_DP, name="medhe_no_dp_c1", clip_mode="fixed"),
+    "medhe_no_dp_no_ef": dataclasses.replace(_NO_DP, name="medhe_no_dp_no_ef", error_feedback=False),
+    "medhe_no_dp_no_adaptive": dataclasses.replace(_NO_DP, name="medhe_no_dp_no_adaptive", adaptive=False),
+    "medhe_no_dp_no_packing": dataclasses.replace(_NO_DP, name="medhe_no_dp_no_packing", packing=False),
     "medhe_bfv": dataclasses.replace(_MEDHE, name="medhe_bfv", encryption="bfv", packing=False),
-    "medhe_bfv_no_dp": dataclasses.replace(_MEDHE, name="medhe_bfv_no_dp", encryption="bfv", packing=False, noise=False),
+    "medhe_bfv_no_dp": dataclasses.replace(_NO_DP, name="medhe_bfv_no_dp", encryption="bfv", packing=False),
+    # one public mask per round for every client: no index set travels (medhe.sparsify.global_mask)
+    "medhe_global": dataclasses.replace(_MEDHE, name="medhe_global", adaptive=False, alignment="global"),
+    "medhe_global_no_dp": dataclasses.replace(_NO_DP, name="medhe_global_no_dp", adaptive=False, alignment="global"),
+    "medhe_bfv_global_no_dp": dataclasses.replace(_NO_DP, name="medhe_bfv_global_no_dp", adaptive=False,
+                                                  alignment="global", encryption="bfv", packing=False),
     "topk": MethodSpec("topk", sparsify=True, error_feedback=True, adaptive=False, alignment="own"),
 }
 
@@ -76,3 +99,33 @@ def get(name: str) -> MethodSpec:
         return METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; known methods: {sorted(METHODS)}") from None
+
+
+def parse_variant(variant: str) -> tuple[str, dict[str, object]]:
+    """A run variant ``"method[-s<sparsity>][-b<bits>]"`` -> (method, params overrides).
+
+    ``-s`` sets ``sparsify.sparsity``; ``-b`` sets the bit width of both quantised transports
+    (``bfv.value_bits`` and ``ckks.pack_bits``).
+
+    >>> parse_variant("medhe_bfv_no_dp-s0.99-b4")
+    ('medhe_bfv_no_dp', {'sparsify.sparsity': 0.99, 'bfv.value_bits': 4, 'ckks.pack_bits': 4})
+    >>> parse_variant("fedavg")
+    ('fedavg', {})
+    """
+    name, *parts = str(variant).split("-")
+    get(name)
+    overrides: dict[str, object] = {}
+    for part in parts:
+        try:
+            if part.startswith("s"):
+                overrides["sparsify.sparsity"] = float(part[1:])
+                continue
+            if part.startswith("b"):
+                bits = int(part[1:])
+                overrides.update({"bfv.value_bits": bits, "ckks.pack_bits": bits})
+                continue
+        except ValueError:
+            pass
+        raise ValueError(f"variant {variant!r}: cannot read {part!r}; write method[-s<sparsity>][-b<bits>], "
+                         "e.g. medhe_bfv_no_dp-s0.99-b4")
+    return name, overrides

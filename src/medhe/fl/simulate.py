@@ -79,7 +79,6 @@ class Client:
         self.cid = cid
         self.indices = indices
         self.spec = spec
-        self.clip_norm = P.dp.clip_norm
         self.sparsifier = None
         if spec.sparsify:
             from medhe.sparsify import TopKSparsifier
@@ -88,23 +87,82 @@ class Client:
                                              error_feedback=spec.error_feedback, adaptive=spec.adaptive,
                                              ema_alpha=P.sparsify.ema_alpha)
 
-    def prepare(self, delta: np.ndarray) -> tuple[Payload, dict[str, float]]:
-        """Top-k (with error feedback) and clipping, as the method says; noise comes later."""
+    def prepare(self, delta: np.ndarray, *, mask: np.ndarray | None = None) -> tuple[Payload, dict[str, float]]:
+        """Top-k with error feedback (at the public ``mask`` under ``global`` alignment), before clipping."""
         info: dict[str, float] = {"update_norm": float(np.linalg.norm(delta))}
         if self.sparsifier is not None:
-            sparse = self.sparsifier.compress(delta)
+            sparse = self.sparsifier.compress(delta, mask=mask)
             values, indices = sparse.values.astype(np.float32), sparse.indices
             info["density"] = float(sparse.density)
         else:
             values, indices = delta.astype(np.float32), None
             info["density"] = 1.0
-        if self.spec.clip:
-            from medhe.privacy import clip_l2
-
-            values, norm = clip_l2(values, max_norm=self.clip_norm)
-            info["sent_norm_before_clip"] = float(norm)
-            values = values.astype(np.float32)
+        info["sent_norm_before_clip"] = float(np.linalg.norm(values.astype(np.float64)))
         return Payload(values=values, indices=indices), info
+
+    def clip(self, payload: Payload, *, bound: float) -> Payload:
+        """L2-clip the values to ``bound``. What clipping removes is not fed back: it is the method's bias."""
+        from medhe.privacy import clip_l2
+
+        values, _ = clip_l2(payload.values, max_norm=bound)
+        return Payload(values=values.astype(np.float32), indices=payload.indices)
+
+
+class ClipState:
+    """The round's clip bound: the paper's fixed ``dp.clip_norm``, or adaptive (:mod:`medhe.clipping`).
+
+    Under ``adaptive`` the bound is public and travels: clients report their norms once to calibrate it
+    (when ``clip.initial`` is null), then one bit each per round (unclipped or not); the server broadcasts
+    the next bound. Those messages are serialised and counted (category ``clip``).
+    """
+
+    def __init__(self, spec: MethodSpec, P: Params) -> None:
+        from medhe.clipping import QuantileClipBound
+
+        self.mode = spec.clip_mode if spec.clip else "none"
+        self.fixed = P.dp.clip_norm
+        self.adaptive = None
+        if self.mode == "adaptive":
+            self.adaptive = QuantileClipBound(initial=P.clip.initial, target_quantile=P.clip.target_quantile,
+                                              lr=P.clip.lr)
+
+    def bound(self, norms: list[float], *, ledger: comm.ByteLedger, round_: int) -> float:
+        """The bound every client clips to this round (calibrated from ``norms`` if it must be)."""
+        if self.adaptive is None:
+            return self.fixed
+        if not self.adaptive.calibrated:
+            received = self._exchange_norms(norms, ledger=ledger, round_=round_)
+            self.adaptive.calibrate(received)
+            self._broadcast(self.adaptive.value, ledger=ledger, round_=round_, clients=len(norms))
+        return self.adaptive.value
+
+    def after_round(self, norms: list[float], *, ledger: comm.ByteLedger, round_: int) -> None:
+        """Clients send their unclipped bits; the server steps the bound and broadcasts it."""
+        if self.adaptive is None:
+            return
+        bound = self.adaptive.value
+        bits = []
+        for i, norm in enumerate(norms):
+            msg = np.array([norm <= bound], dtype=np.uint8).tobytes()
+            ledger.add(msg, round_=round_, client=i, direction="up", category="clip")
+            bits.append(bool(np.frombuffer(msg, dtype=np.uint8)[0]))
+        self.adaptive.step(bits)  # the server sees the bits only
+        self._broadcast(self.adaptive.value, ledger=ledger, round_=round_, clients=len(norms))
+
+    @staticmethod
+    def _exchange_norms(norms: list[float], *, ledger: comm.ByteLedger, round_: int) -> list[float]:
+        received = []
+        for i, norm in enumerate(norms):
+            msg = comm.values_message(np.array([norm], dtype=np.float32))
+            ledger.add(msg, round_=round_, client=i, direction="up", category="clip")
+            received.append(float(np.frombuffer(msg, dtype="<f4")[0]))
+        return received
+
+    @staticmethod
+    def _broadcast(value: float, *, ledger: comm.ByteLedger, round_: int, clients: int) -> None:
+        msg = comm.values_message(np.array([value], dtype=np.float32))
+        for i in range(clients):
+            ledger.add(msg, round_=round_, client=i, direction="down", category="clip")
 
 
 def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]) -> GaussianShares | None:
@@ -144,7 +202,8 @@ def _evaluate(bundle, test_inputs, y_test, P: Params) -> dict[str, float]:
 
 
 def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path | None = None,
-        progress: bool = True, dataset: data.Dataset | None = None) -> RunResult:
+        progress: bool = True, dataset: data.Dataset | None = None,
+        target_macro_f1: float | None = None, min_rounds: int = 1) -> RunResult:
     """Run one federated training and (if ``out_dir``) write history.csv, metrics.json, run.json.
 
     Args:
@@ -155,7 +214,15 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         progress: show a tqdm bar over clients and rounds.
         dataset: train and test on this :class:`medhe.data.Dataset` instead of the one
             ``P.data`` names (e.g. a shadow model's split for membership inference).
+        target_macro_f1: stop after the first round, from ``min_rounds`` on, whose test macro-F1
+            reaches it (``train.rounds`` is then the budget); None runs every round.
+        min_rounds: with a target, run at least this many rounds (e.g. the paper's 3, so that
+            its comparison stays measurable).
     """
+    if target_macro_f1 is not None and not (0 < target_macro_f1 <= 1):
+        raise ValueError(f"target_macro_f1 must be in (0, 1] or None, got {target_macro_f1!r}")
+    if not (isinstance(min_rounds, int) and min_rounds >= 1):
+        raise ValueError(f"min_rounds must be an integer >= 1, got {min_rounds!r}")
     import torch
 
     spec = methods.get(method)
@@ -173,6 +240,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     sizes = [len(p) for p in parts]
     weights = [s / sum(sizes) for s in sizes]
     clients = [Client(i, idx, spec=spec, P=P, size=size) for i, idx in enumerate(parts)]
+    clip = ClipState(spec, P)
     transport = make_transport(spec, P, size=size, num_clients=len(clients))
     ledger = comm.ByteLedger()
     transport.setup(ledger, num_clients=len(clients))
@@ -188,10 +256,14 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
                 "bytes_up_per_client": 0.0, "bytes_down_per_client": 0.0, "model_change_l2": 0.0}]
     timer.add("evaluate", time.perf_counter() - t)
     bar = _progress(progress, total=P.train.rounds * len(clients), desc=f"{method} s{seed}")
+    last_update = None  # the previous round's decrypted mean update: public to every client
+    reached = None
     for r in range(1, P.train.rounds + 1):
+        mask = _global_mask(spec, P, seed=seed, round_=r, size=size, last_update=last_update)
         row = _one_round(r, w, bundle=bundle, clients=clients, train_inputs=train_inputs, ds=ds, P=P,
                          spec=spec, seed=seed, weights=weights, transport=transport, ledger=ledger,
-                         timer=timer, bar=bar)
+                         timer=timer, bar=bar, clip=clip, mask=mask)
+        last_update = row.pop("_update")
         w = row.pop("_weights")
         # sanity: a method whose aggregate is always zero (e.g. everything quantised to 0) never moves
         row["model_change_l2"] = float(np.linalg.norm(w.astype(np.float64) - w0))
@@ -204,17 +276,38 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
             row["epsilon_rdp"] = accountant.epsilon(accountant="rdp")
             row["epsilon_pld"] = accountant.epsilon(accountant="pld")
         history.append({**base, "round": r, **row})
+        if target_macro_f1 is not None and reached is None and row["f1_macro"] >= target_macro_f1:
+            reached = r
+        if reached is not None and r >= min_rounds:
+            break
     if bar is not None:
         bar.close()
     record = _record(P, spec, seed=seed, ds=ds, sizes=sizes, size=size, timer=timer, ledger=ledger,
                      wall=time.perf_counter() - wall0, accountant=accountant)
+    if target_macro_f1 is not None:
+        record["target"] = {"macro_f1": float(target_macro_f1), "reached_round": reached,
+                            "round_budget": P.train.rounds}
     result = RunResult(history, record, ledger, final_weights=w)
     if out_dir is not None:
         write(result, out_dir)
     return result
 
 
-def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weights, transport, ledger, timer, bar):
+def _global_mask(spec: MethodSpec, P: Params, *, seed: int, round_: int, size: int,
+                 last_update: np.ndarray | None) -> np.ndarray | None:
+    """The round's public mask under ``global`` alignment (None otherwise); every client derives it alike."""
+    if spec.alignment != "global":
+        return None
+    from medhe import rng as rngmod
+    from medhe.sparsify import global_mask, num_kept
+
+    gen = rngmod.generator(seed, "global-mask", round_)  # a public seed: the server may know it too
+    return global_mask(last_update, size=size, k=num_kept(size, sparsity=P.sparsify.sparsity),
+                       explore=P.sparsify.global_explore, rng=gen)
+
+
+def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weights, transport, ledger, timer, bar,
+               clip, mask=None):
     payloads, infos = [], []
     t_train = t_sparsify = 0.0
     for c in clients:
@@ -226,13 +319,28 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
         delta = model.get_flat(bundle.module) - w
         t_train += time.perf_counter() - t
         t = time.perf_counter()
-        payload, info = c.prepare(delta)
+        payload, info = c.prepare(delta, mask=mask)
         t_sparsify += time.perf_counter() - t
         info.update(stats)
         payloads.append(payload)
         infos.append(info)
         if bar is not None:
             bar.update(1)
+    norms = [i["sent_norm_before_clip"] for i in infos]
+    clip_row: dict[str, float] = {"sent_norm_before_clip": float(np.mean(norms))}
+    if spec.clip:
+        from medhe.clipping import clip_fraction_removed
+
+        t = time.perf_counter()
+        bound = clip.bound(norms, ledger=ledger, round_=r)
+        payloads = [c.clip(p, bound=bound) for c, p in zip(clients, payloads)]
+        if hasattr(transport, "clip_norm"):
+            transport.clip_norm = bound  # the round's public bound sizes the quantisation range
+        clip.after_round(norms, ledger=ledger, round_=r)
+        t_sparsify += time.perf_counter() - t
+        clip_row.update({"clip_norm": float(bound),
+                         "clip_removed_frac": float(np.mean([clip_fraction_removed(n, bound) for n in norms])),
+                         "clipped_clients_frac": float(np.mean([n > bound for n in norms]))})
     noise = _noise_fn(spec, P, seed=seed, round_=r, weights=weights)
     res = transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=r)
     t = time.perf_counter()
@@ -247,11 +355,13 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
         timer.add(phase, sec)
     row: dict[str, Any] = {
         "_weights": (w + res.mean_update).astype(np.float32),
+        "_update": res.mean_update,
         "bytes_up_per_client": ledger.per_client_round(round_=r, direction="up"),
         "bytes_down_per_client": ledger.per_client_round(round_=r, direction="down"),
         "density": float(np.mean([i["density"] for i in infos])),
         "train_loss": float(np.mean([i["train_loss"] for i in infos])),
         "update_norm": float(np.mean([i["update_norm"] for i in infos])),
+        **clip_row,
         **{f"time_{k}": v for k, v in timings.items()},
         **res.info,
     }

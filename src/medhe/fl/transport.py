@@ -206,7 +206,10 @@ def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, le
     * ``union``: each client uploads its index set (counted), the server broadcasts the
       union (counted, per client); each client's values are gathered at the union
       positions, zeros where it did not select. Reveals every index set to the server;
-    * ``dense``: each client scatters its values into the full-length vector.
+    * ``dense``: each client scatters its values into the full-length vector;
+    * ``global``: every client already sent its values at the round's public mask
+      (:func:`medhe.sparsify.global_mask`, derived by each client from public data), so no index
+      set travels; payloads with different index sets are refused.
 
     Returns the common support (None = all positions) and one float64 vector per client.
     """
@@ -216,8 +219,15 @@ def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, le
         return None, [p.values.astype(np.float64) for p in payloads]
     if alignment == "dense":
         return None, [scatter_dense(p.indices, p.values, length=size) for p in payloads]
+    if alignment == "global":
+        mask = np.asarray(payloads[0].indices, dtype=np.int64)
+        for i, p in enumerate(payloads):
+            if not np.array_equal(p.indices, mask):
+                raise ValueError(f"client {i}: alignment 'global' needs every client's values at the same public "
+                                 "mask, but its index set differs from client 0's")
+        return mask, [p.values.astype(np.float64) for p in payloads]
     if alignment != "union":
-        raise ValueError(f"alignment must be 'union' or 'dense' here, got {alignment!r}")
+        raise ValueError(f"alignment must be 'union', 'dense' or 'global' here, got {alignment!r}")
     sets = []
     for i, p in enumerate(payloads):
         msg = encode_index_set(p.indices, length=size)
@@ -266,8 +276,8 @@ class PlainTransport:
     def __init__(self, *, size: int, alignment: str = "own") -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size!r}")
-        if alignment not in ("own", "union", "dense"):
-            raise ValueError(f"alignment must be 'own', 'union' or 'dense', got {alignment!r}")
+        if alignment not in ("own", "union", "dense", "global"):
+            raise ValueError(f"alignment must be 'own', 'union', 'dense' or 'global', got {alignment!r}")
         self.size = size
         self.alignment = alignment
 
