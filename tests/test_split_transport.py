@@ -40,8 +40,10 @@ def test_head_of_the_papers_model_is_592130_parameters():
     assert head_indices(module).size == 768 * 768 + 768 + 768 * 2 + 2 == 592_130
 
 
-def test_a_module_without_a_base_model_is_refused():
-    with pytest.raises(ValueError, match="no base_model_prefix"):
+def test_without_a_base_model_the_head_is_the_last_layer_and_a_single_layer_is_refused():
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    np.testing.assert_array_equal(head_indices(mlp), np.arange(16, 26))  # 3 x 4 + 4 before it, 4 x 2 + 2 in it
+    with pytest.raises(ValueError, match="no separate classifier head"):
         head_indices(torch.nn.Linear(3, 2))
 
 

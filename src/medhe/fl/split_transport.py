@@ -26,27 +26,36 @@ from medhe.fl.transport import NoiseFn, Payload, RoundResult, check_round_inputs
 
 
 def head_indices(module: Any) -> np.ndarray:
-    """Positions, in :func:`medhe.model.get_flat`'s layout, of the parameters outside the base model.
+    """Positions, in :func:`medhe.model.get_flat`'s layout, of the model's classifier head.
 
-    For a transformers ``...ForSequenceClassification`` model these are the classification
-    layers added on top of the pretrained encoder (``base_model_prefix``): ``pre_classifier`` and
-    ``classifier`` for DistilBERT, ``classifier`` for BERT. Modules without a base model are refused.
+    For a transformers ``...ForSequenceClassification`` model: the parameters outside the base model
+    (``base_model_prefix``), i.e. the classification layers added on top of the pretrained encoder
+    (``pre_classifier`` and ``classifier`` for DistilBERT, ``classifier`` for BERT). For another torch
+    module (the tabular MLP): the parameters of its last layer. A module that is all head is refused.
     """
     prefix = getattr(module, "base_model_prefix", "")
-    if not prefix:
-        raise ValueError(f"{type(module).__name__} has no base_model_prefix, so it has no separate classifier head; "
-                         "he_classifier_only needs a transformers sequence-classification model")
-    out, offset = [], 0
+    if prefix:
+        def in_head(name: str) -> bool:
+            return not name.startswith(prefix + ".")
+    else:
+        owners = [n for n, sub in module.named_modules() if any(True for _ in sub.parameters(recurse=False))]
+        last = owners[-1] if owners else ""
+
+        def in_head(name: str) -> bool:
+            return (name.rsplit(".", 1)[0] if "." in name else "") == last
+    out, offset, total = [], 0, 0
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         n = p.numel()
-        if not name.startswith(prefix + "."):
+        if in_head(name):
             out.append(np.arange(offset, offset + n, dtype=np.int64))
         offset += n
-    if not out:
-        raise ValueError(f"{type(module).__name__}: every parameter is inside {prefix!r}; no head to encrypt")
-    return np.concatenate(out)
+    head = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    if head.size == 0 or head.size == offset:
+        raise ValueError(f"{type(module).__name__} has no separate classifier head ({head.size} of {offset} parameters "
+                         "would be encrypted); he_classifier_only needs a model with a base and a head")
+    return head
 
 
 class SplitTransport:
