@@ -474,3 +474,23 @@ def test_claimed_frontier_point_uses_the_bytes_unit_and_the_reachable_f1():
     per_param, f1 = claims.claimed_frontier_point(CLAIMS)
     assert per_param == pytest.approx(32e6 / PAPER_D)
     assert f1 == pytest.approx(0.832, abs=5e-4)  # the macro-F1 bound at 89.5 % +- 0.8 %, not the impossible 0.950
+
+
+def test_comm_honest_reachable_says_when_the_bench_target_is_not_the_claim_in_its_unit(tmp_path):
+    files = _bfv(85.0)
+    for row in files["bench/bfv_target.csv"]:
+        row["target_bytes"] = 32 * MIB  # computed when the claim was read as MiB
+    measured, verdict, note = _judge(tmp_path, "comm-honest-reachable", files, "t", {})
+    assert measured == "85.0 MB uplink per round at s = 0.9 (BFV, best case)" and verdict == NR
+    assert note.startswith("smallest s reaching 33,554,432 B (the bench stage's target; the claim in its unit is "
+                           "32,000,000 B: rerun stage bench): uplink only 0.9600")
+    _, _, note = _judge(tmp_path, "comm-honest-reachable", _bfv(85.0), "t", {})
+    assert note.startswith("smallest s reaching 32,000,000 B: uplink only")
+
+
+def test_mia_no_he_shows_the_two_methods_it_compares(tmp_path):
+    measured, verdict, note = _judge(tmp_path, "mia-no-he", {
+        "mia/summary.csv": _mia(medhe=0.51, medhe_no_he=0.56, fedavg=0.6),
+        "stats/trials.csv": _trials(medhe=LEARNS, medhe_no_he=LEARNS)}, "t", {})
+    assert measured == "medhe 0.510; medhe_no_he 0.560" and verdict == R
+    assert "the released model is what the attack queries" in note
