@@ -15,7 +15,8 @@ reference computed here without encryption:
   ``TOL`` (1e-6; CKKS at scale 2^40 errs by about 1e-9 here).
 
 A trial whose round raises counts as a failure too. Writes one row per path: trials, decryptions
-(one per trial: every client decrypts the same broadcast), failures, largest error.
+(one aggregate per trial: every client decrypts the same broadcast), the ciphertexts and union
+values they hold, failures, largest error.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from medhe.rng import generator
 import bench_tables  # noqa: E402  (beside this script)
 
 TOL = 1e-6
-COLS = ["path", "trials", "clients", "size", "sparsity", "decryptions", "failed", "max_abs_error", "tolerance"]
+COLS = ["path", "trials", "clients", "size", "sparsity", "decryptions", "ciphertexts", "values_checked", "failed",
+        "max_abs_error", "tolerance"]
 
 
 def _payloads(rng: np.random.Generator, *, clients: int, size: int, k: int, clip: float) -> list[Payload]:
@@ -70,7 +72,7 @@ def count_failures(P: params.Params, *, trials: int, clients: int, size: int, sp
     transport = CKKSTransport(P.ckks, size=size, packing=packed, alignment="union", clip_norm=P.dp.clip_norm,
                               num_clients=clients, range_factor=P.quant.range_factor, noise_sigmas=P.quant.noise_sigmas)
     weights = [1.0 / clients] * clients
-    failed, worst = 0, 0.0
+    failed, worst, cts, values = 0, 0.0, 0, 0
     for t in range(trials):
         rng = generator(seed, "bench-ckks-topk", int(packed), t)
         payloads = _payloads(rng, clients=clients, size=size, k=k, clip=P.dp.clip_norm)
@@ -80,6 +82,8 @@ def count_failures(P: params.Params, *, trials: int, clients: int, size: int, sp
         except Exception:  # noqa: BLE001 - a round that raises is a failed decryption, counted
             failed += 1
             continue
+        cts += int(res.info["ciphertexts_per_client"])
+        values += union_size
         ref = _reference(payloads, weights, size=size, packed=packed, transport=transport, union_size=union_size)
         err = float(np.max(np.abs(res.mean_update.astype(np.float64) - ref)))
         worst = max(worst, err)
@@ -88,7 +92,7 @@ def count_failures(P: params.Params, *, trials: int, clients: int, size: int, sp
             tol = 1e-6 * max(1.0, float(np.max(np.abs(ref))))
         failed += int(err > tol)
     return {"path": "packed" if packed else "unpacked", "trials": trials, "clients": clients, "size": size,
-            "sparsity": sparsity, "decryptions": trials, "failed": failed, "max_abs_error": worst, "tolerance": TOL}
+            "sparsity": sparsity, "decryptions": trials, "ciphertexts": cts, "values_checked": values, "failed": failed, "max_abs_error": worst, "tolerance": TOL}
 
 
 def main() -> None:

@@ -24,6 +24,10 @@ SMALL = dict(trials=2, clients=5, size=20_000, sparsity=0.9, seed=3)
 def test_random_index_sets_decrypt_correctly_with_the_pipeline_parameters(packed):
     r = bench.count_failures(P, packed=packed, **SMALL)
     assert (r["decryptions"], r["failed"]) == (2, 0)
+    # 5 random sets of k = 2,000 of 20,000 coordinates: the union holds about 20,000 (1 - 0.9^5) = 8,190 each trial
+    assert 2 * 7_800 < r["values_checked"] < 2 * 8_600
+    # 4,096 slots: one packed ciphertext (4 values per slot) per trial; 2 or 3 unpacked (the union is near 8,192)
+    assert r["ciphertexts"] == 2 if packed else 4 <= r["ciphertexts"] <= 6
     assert 0 < r["max_abs_error"] < 1e-7  # CKKS noise at scale 2^40 (unpacked) or float32 rounding (packed)
 
 

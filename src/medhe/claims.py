@@ -744,8 +744,9 @@ def rule_ckks_random_topk(c, m):
     b = m.csv("bench/ckks_topk.csv")
     if b is None or not len(b):
         return _missing("random top-k decryptions", "ckks_topk")
-    parts = [f"{r.path}: {int(r.failed)} of {int(r.decryptions)} failed (max error {r.max_abs_error:.2g})"
-             for r in b.itertuples()]
+    parts = [f"{r.path}: {int(r.failed)} of {int(r.decryptions)} aggregates failed"
+             + (f" ({int(r.ciphertexts)} ciphertexts, {int(r.values_checked):,} values)" if "ciphertexts" in b.columns else "")
+             + f", max error {r.max_abs_error:.2g}" for r in b.itertuples()]
     first = b.iloc[0]
     note = (f"{int(first['trials'])} random index patterns per path, {int(first['clients'])} clients, "
             f"{int(first['size']):,} coordinates, s = {first['sparsity']:g}")
