@@ -27,7 +27,7 @@ Method (what each row assumes):
       index set compressed plus |union| 11-bit sums at the compressed rate of a 1 M sample.
     * the paper's point: the smallest s with bytes per round (5 uploads + 5 downloads, and the
       uplink alone) <= the paper's claimed MedHE bytes per round (read from ``--claims``, claim
-      ``comm-medhe-mb``, in MiB), from measured bytes per ciphertext and index-set bytes measured
+      ``comm-medhe-mb``, in its unit), from measured bytes per ciphertext and index-set bytes measured
       at d / 16 and scaled by 16, on a grid of 1 - s in [1e-4, 0.1] (interpolated).
 """
 
@@ -187,13 +187,13 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=8, help="ciphertexts per client per parameter set")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--claims", type=Path, default=Path("claims/paper.yaml"),
-                    help="claims file: the target is claim comm-medhe-mb (MiB per round, 5 clients)")
+                    help="claims file: the target is claim comm-medhe-mb (per round, 5 clients, in its unit)")
     args = ap.parse_args()
     global TARGET_BYTES
-    from medhe.claims import load_claims
+    from medhe.claims import claimed_bytes, load_claims
 
     claimed = next(c for c in load_claims(args.claims) if c["id"] == "comm-medhe-mb")["claimed"]
-    TARGET_BYTES = float(claimed["mib_per_round"]) * 2**20
+    TARGET_BYTES = claimed_bytes(claimed["per_round"], claimed["unit"])
 
     prows = []
     for ps in PARAM_SETS:
@@ -222,7 +222,7 @@ def main() -> None:
                           "s_uplink_target": _smallest_s(m, grid, union=union, uplink_only=True)})
     for r in srows:
         r["target_bytes"] = TARGET_BYTES
-    print(f"\n## Smallest sparsity s that brings BFV to the paper's {TARGET_BYTES / 2**20:.0f} MiB per round "
+    print(f"\n## Smallest sparsity s that brings BFV to the paper's {TARGET_BYTES:,.0f} B per round "
           f"({NUM_CLIENTS} clients)\n")
     print(bench_tables.markdown(srows, ["params", "union", "s_total_target", "s_uplink_target"]))
     bench_tables.write_csv(args.out.with_name(args.out.stem + "_target.csv"), srows,

@@ -87,3 +87,44 @@ def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str]
             row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_tost(diffs: Sequence[float], *, margin: float, alpha: float = 0.05, confidence: float = 0.95) -> dict:
+    """Equivalence of two paired methods by two one-sided t-tests (TOST, Schuirmann 1987).
+
+    H0: |mean difference| >= ``margin``; rejected (the methods are equivalent within the margin)
+    when both one-sided p-values are below ``alpha``, i.e. when the (1 - 2 alpha) t-interval of
+    the mean difference lies inside (-margin, margin). Also returns the two-sided ``confidence``
+    t-interval. Differences with zero variance are decided exactly (p = 0 or 1).
+
+    >>> r = paired_tost([0.001, -0.002, 0.0, 0.002, -0.001], margin=0.01)
+    >>> r["equivalent"], round(r["p_tost"], 5), round(r["ci_high"], 4)
+    (True, 7e-05, 0.002)
+    >>> paired_tost([-0.10, -0.12, -0.14], margin=0.01)["equivalent"]
+    False
+    """
+    if not (np.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be finite and > 0, got {margin!r}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 1 or d.size < 2 or not np.all(np.isfinite(d)):
+        raise ValueError(f"need >= 2 finite paired differences, got {d.tolist()!r}")
+    n, mean = int(d.size), float(np.mean(d))
+    sd = float(np.std(d, ddof=DDOF))
+    if sd <= 1e-12 * max(1.0, float(np.max(np.abs(d)))):
+        inside = abs(mean) < margin
+        p_lower = p_upper = 0.0 if inside else 1.0
+        lo = hi = mean
+    else:
+        se = sd / np.sqrt(n)
+        p_lower = float(sps.t.sf((mean + margin) / se, n - 1))  # H0: mean <= -margin
+        p_upper = float(sps.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= +margin
+        half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * se)
+        lo, hi = mean - half, mean + half
+    p = max(p_lower, p_upper)
+    return {"n_pairs": n, "mean_diff": mean, "sd_diff": sd, "margin": float(margin), "ci_low": lo, "ci_high": hi,
+            "confidence": confidence, "p_lower": p_lower, "p_upper": p_upper, "p_tost": p, "alpha": alpha,
+            "equivalent": bool(p < alpha)}

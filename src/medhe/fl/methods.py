@@ -29,6 +29,7 @@ class MethodSpec:
     alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only;
     # "global": one public mask for every client (medhe.sparsify.global_mask), no index set travels
     clip_mode: str = "fixed"  # "fixed": dp.clip_norm (the paper's C); "adaptive": tracks a norm quantile (medhe.clipping)
+    encrypted_part: str = "all"  # "head": only the classifier head is encrypted (medhe.fl.split_transport)
 
     def __post_init__(self) -> None:
         if self.encryption not in ("none", "ckks", "bfv"):
@@ -57,6 +58,11 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: alignment 'own' (each client's own index set) cannot be "
                              "summed slot by slot under encryption; use 'union' or 'dense'")
 
+        if self.encrypted_part not in ("all", "head"):
+            raise ValueError(f"encrypted_part must be 'all' or 'head', got {self.encrypted_part!r}")
+        if self.encrypted_part == "head" and (self.encryption != "ckks" or self.sparsify or self.noise):
+            raise ValueError(f"method {self.name!r}: encrypted_part='head' is dense CKKS without noise")
+
     @property
     def dp(self) -> bool:
         return self.noise
@@ -70,6 +76,7 @@ _NO_DP = dataclasses.replace(_MEDHE, name="medhe_no_dp", noise=False, clip_mode=
 METHODS: dict[str, MethodSpec] = {
     "fedavg": MethodSpec("fedavg"),
     "he_only": MethodSpec("he_only", encryption="ckks", alignment="dense"),
+    "he_classifier_only": MethodSpec("he_classifier_only", encryption="ckks", alignment="dense", encrypted_part="head"),
     "medhe": _MEDHE,
     "medhe_no_ef": dataclasses.replace(_MEDHE, name="medhe_no_ef", error_feedback=False),
     "medhe_no_adaptive": dataclasses.replace(_MEDHE, name="medhe_no_adaptive", adaptive=False),

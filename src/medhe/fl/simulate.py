@@ -51,9 +51,14 @@ class _Timer:
         self.totals[phase] = self.totals.get(phase, 0.0) + seconds
 
 
-def make_transport(spec: MethodSpec, P: Params, *, size: int, num_clients: int):
-    """The transport a method names (plaintext, or CKKS with its packing and alignment)."""
+def make_transport(spec: MethodSpec, P: Params, *, size: int, num_clients: int, module=None):
+    """The transport a method names (plaintext, or CKKS with its packing and alignment); ``module``
+    locates the classifier head for ``encrypted_part='head'``."""
     alignment = spec.alignment or P.sparsify.alignment
+    if spec.encrypted_part == "head":
+        from medhe.fl.split_transport import split_transport
+
+        return split_transport(P, module=module, size=size, num_clients=num_clients)
     if spec.encryption == "none":
         return PlainTransport(size=size, alignment=alignment)
     if spec.encryption == "bfv":
@@ -241,7 +246,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     weights = [s / sum(sizes) for s in sizes]
     clients = [Client(i, idx, spec=spec, P=P, size=size) for i, idx in enumerate(parts)]
     clip = ClipState(spec, P)
-    transport = make_transport(spec, P, size=size, num_clients=len(clients))
+    transport = make_transport(spec, P, size=size, num_clients=len(clients), module=bundle.module)
     ledger = comm.ByteLedger()
     transport.setup(ledger, num_clients=len(clients))
     accountant = None
