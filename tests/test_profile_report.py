@@ -98,3 +98,35 @@ def test_committed_report_is_what_the_results_files_give(profile: str) -> None:
     if not committed.is_file():
         pytest.skip(f"no committed report for profile {profile}")
     assert committed.read_text() == pr.render(profile, root=root)
+
+
+def test_round_curves_average_seeds_and_accumulate_bytes_per_seed() -> None:
+    mib = 2 ** 20
+    hist = pd.DataFrame({"method": ["m"] * 4, "seed": [1, 1, 2, 2], "round": [1, 0, 0, 1],
+                         "accuracy": [0.6, 0.5, 0.5, 0.8], "f1_macro": [0.5, 0.4, 0.4, 0.7],
+                         "bytes_up_per_client": [2 * mib, 0.0, 0.0, 4 * mib], "bytes_down_per_client": [mib, 0.0, 0.0, mib]})
+    table = pr.round_curves(hist)
+    assert table["method"].tolist() == ["m", "m"]
+    assert table["round"].tolist() == [0, 1]
+    assert table["accuracy"].tolist() == pytest.approx([0.5, 0.7])
+    assert table["cum_mib_up_per_client"].tolist() == pytest.approx([0.0, 3.0])
+    assert table["cum_mib_down_per_client"].tolist() == pytest.approx([0.0, 1.0])
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_dvc_plots_read_columns_that_the_committed_results_hold(profile: str) -> None:
+    """Every plot of dvc.yaml names a template in .dvc/plots and x/y columns present in its data file."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    plots = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
+    assert len(plots) == 4
+    for plot in plots:
+        ((title, spec),) = plot.items()
+        assert (root / ".dvc" / "plots" / f"{spec['template']}.json").is_file(), title
+        for source, field in spec["y"].items():
+            path = root / source.replace("${profile}", profile)
+            if not path.is_file():
+                pytest.skip(f"{path.name} not committed for profile {profile}")
+            columns = set(pd.read_csv(path, nrows=1).columns)
+            assert {spec["x"], field, "method"} <= columns, title

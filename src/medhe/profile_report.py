@@ -5,7 +5,7 @@ The pipeline's ``report`` stage writes it after the claims ledger, from results 
 run's ``run.json``); nothing in it is typed by hand. Every section says which file it reads, and a
 section whose files a profile did not produce says so instead of inventing a row.
 
-    python -m medhe.profile_report quick        # writes results/quick/REPORT.md
+    python -m medhe.profile_report quick        # writes results/quick/REPORT.md and plots/rounds.csv
 
 The ``*_table`` functions are pure (frames in, Markdown out); :func:`render` reads the files.
 """
@@ -258,6 +258,16 @@ def to_target_table(to_target: pd.DataFrame | None) -> str:
                      "epsilon"], rows)
 
 
+def round_curves(hist: pd.DataFrame) -> pd.DataFrame:
+    """Per method and round, mean over seeds: accuracy, macro-F1 and the cumulative measured MiB per
+    client, up and down (the data of ``dvc plots``; round 0 is the initial model)."""
+    h = hist.sort_values(["method", "seed", "round"]).copy()
+    for direction in ("up", "down"):
+        h[f"cum_mib_{direction}_per_client"] = h.groupby(["method", "seed"])[f"bytes_{direction}_per_client"].cumsum() / MIB
+    cols = ["accuracy", "f1_macro", "cum_mib_up_per_client", "cum_mib_down_per_client"]
+    return h.groupby(["method", "round"], as_index=False, sort=False)[cols].mean()
+
+
 def demote(markdown: str, levels: int = 1) -> str:
     """Headings one level (or ``levels``) deeper, so a stage's Markdown nests under a section.
 
@@ -406,11 +416,20 @@ def write(profile: str, *, root: str | Path = ".") -> Path:
     return path
 
 
+def write_round_curves(profile: str, *, root: str | Path = ".") -> Path:
+    """Write ``results/<profile>/plots/rounds.csv``, :func:`round_curves` of the trials; returns its path."""
+    path = Path(root) / "results" / profile / "plots" / "rounds.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    round_curves(results.histories(profile, "runs", root=Path(root) / "results")).to_csv(path, index=False)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile")
     ap.add_argument("--root", default=".", help="project root holding results/ and figures/")
     args = ap.parse_args(argv)
+    print(write_round_curves(args.profile, root=args.root))
     print(write(args.profile, root=args.root))
     return 0
 
