@@ -132,13 +132,3 @@ def test_frontier_refuses_more_sparsity_levels_than_it_has_markers():
     with pytest.raises(ValueError, match="sparsity levels"):
         plots.frontier(front)
 
-
-def test_run_curves_plot_metrics_and_cumulative_measured_bytes():
-    history = pd.DataFrame({"round": [2, 0, 1], "accuracy": [0.7, 0.5, 0.6], "f1_macro": [0.6, 0.4, 0.5],
-                            "bytes_up_per_client": [2 * 2**20, 0.0, 2**20], "bytes_down_per_client": [2**20, 0.0, 2**20]})
-    left, right = plots.run_curves(history).axes
-    assert [list(line.get_ydata()) for line in left.get_lines()] == [[0.5, 0.6, 0.7], [0.4, 0.5, 0.6]]
-    up, down = right.get_lines()
-    assert list(up.get_ydata()) == [0.0, 1.0, 3.0] and list(down.get_ydata()) == [0.0, 1.0, 2.0]  # MiB, summed
-    with pytest.raises(ValueError, match="bytes_up_per_client"):
-        plots.run_curves(history.drop(columns="bytes_up_per_client"))

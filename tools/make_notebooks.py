@@ -73,7 +73,8 @@ NOTEBOOKS = {
         ("code", "history = pd.DataFrame(result.history)\nhistory.filter(regex=\"^(round|accuracy|f1_|majority|bytes_up_per|bytes_down_per|density|epsilon)\")"),
         ("code", "pd.Series(result.record[\"time_per_phase_s\"], name=\"seconds\")"),
         ("md", "Accuracy and macro-F1 per round, and the bytes each client has sent and received so far (measured)."),
-        ("code", "from medhe import plots\n%matplotlib inline\nplots.run_curves(history);"),
+        ("code", "from medhe import run_figure\n# medhe draws off-screen (Agg); the inline backend shows the figure here\n"
+                 "get_ipython().run_line_magic(\"matplotlib\", \"inline\")\nrun_figure.curves(history);"),
     ],
     "30_security": [
         ("md", "# 30 · CKKS security parameters\n\nEvery parameter set the paper or the pipeline uses: the HE standard's security level,\n"

@@ -164,27 +164,6 @@ def he_frontier(security: pd.DataFrame):
     return _finish(fig, ax, xlabel="max abs error of one encrypt/decrypt", ylabel="bytes per value (serialised)")
 
 
-def run_curves(history: pd.DataFrame):
-    """One run, per round: accuracy and macro-F1 (left) and cumulative measured bytes per client, up and
-    down, in MiB (right). ``history`` is a run's ``history.csv`` (round 0 is the initial model, no bytes)."""
-    missing = {"round", "accuracy", "f1_macro", "bytes_up_per_client", "bytes_down_per_client"} - set(history.columns)
-    if missing:
-        raise ValueError(f"history lacks columns {sorted(missing)}: pass a run's history.csv")
-    h = history.sort_values("round")
-    with plt.rc_context(STYLE):
-        fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.8))
-    left.plot(h["round"], h["accuracy"], marker="o", label="accuracy")
-    left.plot(h["round"], h["f1_macro"], marker="s", label="macro-F1")
-    left.set_ylim(0, 1)
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _finish(fig, left, ylabel="test metric", xlabel="round")
-    for direction in ("up", "down"):
-        right.plot(h["round"], h[f"bytes_{direction}_per_client"].cumsum() / 2**20, marker="o",
-                   label=f"{direction}link")
-    right.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _finish(fig, right, ylabel="cumulative MiB per client (measured)", xlabel="round")
-
-
 def save(fig, path: str | Path) -> Path:
     """Write a PNG (creating folders) and close the figure."""
     p = Path(path)
