@@ -70,6 +70,8 @@ def _profile_tree(root: Path) -> None:
     (base / "runs" / "fedavg_s1" / "run.json").write_text(json.dumps({"wall_time_s": 90.0, "method": "fedavg"}))
     (base / "config.json").write_text(json.dumps({"profile": "p", "rounds": 3, "dp": {"clip_norm": 1.0}}))
     (base / "claims.md").write_text("# Claims ledger (profile `p`)\n\n| id |\n|---|\n| x |\n\n## Rules\n\nrule text\n")
+    (base / "repro_time.json").write_text(json.dumps({"pipeline_s": 600.0, "cpus": 2, "stages_run": 3,
+                                                      "stages_total": 4}))
     (root / "figures" / "p").mkdir(parents=True)
     (root / "figures" / "p" / "frontier.png").write_bytes(b"")
 
@@ -80,6 +82,7 @@ def test_render_reads_the_files_says_what_did_not_run_and_links_figures(tmp_path
     assert "| rounds | `3` |" in text and "| dp | `clip_norm=1.0` |" in text
     assert "### Rules\n\nrule text" in text  # the ledger's own headings nest under the report's
     assert "| runs | 1 | 1.5 |" in text
+    assert "(`make repro`, `repro_time.json`): 10.0 min on 2 cores, 3 of 4 stages run." in text
     assert "`stats/phases.csv`: not run in this profile." in text
     assert "![frontier](../../figures/p/frontier.png)" in text
     assert "not yet measured" in text

@@ -320,10 +320,16 @@ def render(profile: str, *, root: str | Path = ".") -> str:
                           demote(claims_md.read_text().split("\n", 1)[1].strip()) if claims_md.is_file() else None))
 
     records = run_records(base)
+    repro = base / "repro_time.json"
+    whole = ""
+    if repro.is_file():
+        rec = json.loads(repro.read_text())
+        whole = (f"The whole pipeline (`make repro`, `repro_time.json`): {num(rec['pipeline_s'] / 60, 1)} min on "
+                 f"{rec['cpus']} cores, {rec['stages_run']} of {rec['stages_total']} stages run.\n\n")
     parts.append(_section(
-        "Training wall time", "<group>/*/run.json",
-        "Sum of the training runs' own wall times (`wall_time_s`) on the machine that ran them (notebook start-up and "
-        "the table, benchmark and figure stages not included).\n\n" + wall_time_table(records)
+        "Wall time", "<group>/*/run.json",
+        whole + "Sum of the training runs' own wall times (`wall_time_s`) on the machine that ran them (notebook "
+        "start-up and the table, benchmark and figure stages not included).\n\n" + wall_time_table(records)
         if len(records) else None))
 
     stats = base / "stats"
