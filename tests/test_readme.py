@@ -72,3 +72,10 @@ def test_no_tracked_file_names_a_machine_path() -> None:
         if pattern.search(path.read_text(errors="ignore")):
             offenders.append(rel)
     assert offenders == []
+
+
+def test_readme_python_example_runs(capsys) -> None:
+    (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    exec(compile(code, "README.md", "exec"), {})
+    densities, total = capsys.readouterr().out.rsplit("]", 1)
+    assert densities.startswith("[0.1,") and int(total) > 0  # round 1 keeps exactly the top 10 %
