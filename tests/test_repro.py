@@ -25,6 +25,8 @@ import pathlib, sys, time
 name = sys.argv[1]
 with open("ran.log", "a") as f:
     f.write(name + "\\n")
+if pathlib.Path("fail").exists() and name == "second":
+    sys.exit(1)
 if pathlib.Path("hold").exists() and name == "second":
     pathlib.Path("second.started").touch()
     time.sleep(120)
@@ -97,6 +99,17 @@ def test_interrupted_repro_keeps_finished_stages_and_resumes(stub) -> None:
     assert all(s in (work / "locks" / "stub.lock").read_text() for s in ("first:", "second:", "third:"))
     timing = json.loads((work / "results" / "stub" / "repro_time.json").read_text())
     assert timing["stages_run"] == 2 and timing["stages_total"] == 3 and timing["pipeline_s"] >= 0
+
+
+def test_failed_stage_fails_the_run_and_keeps_the_finished_ones(stub) -> None:
+    work, env = stub
+    (work / "fail").touch()
+    run = subprocess.run(["bash", "tools/repro.sh", "stub"], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode != 0, run.stdout
+    lock = (work / "locks" / "stub.lock").read_text()
+    assert "first:" in lock and "second:" not in lock
+    assert not (work / "results" / "stub" / "repro_time.json").exists()
 
 
 def test_repro_refuses_an_unknown_profile(stub) -> None:
