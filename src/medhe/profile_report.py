@@ -355,7 +355,8 @@ def render(profile: str, *, root: str | Path = ".") -> str:
         hist = None
     parts.append(_section("Density per round", "runs/*/history.csv",
                           "Fraction of the model's entries each client sends in each round, mean over seeds.\n\n"
-                          + density_table(hist) if hist is not None and hist["density"].notna().any() else None))
+                          + density_table(hist) if hist is not None and "density" in hist and hist["density"].notna().any()
+                          else None))
 
     comm = base / "comm"
     byte_rows = _csv(comm / "bytes.csv")
