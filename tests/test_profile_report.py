@@ -64,6 +64,17 @@ def test_scale_table_in_milliseconds_with_the_final_macro_f1() -> None:
         ["medhe", "5", "331,000", "5.0", "0.900"], ["medhe", "20", "331,000", "12.0", ""]]
 
 
+def test_security_table_joins_the_measured_packing_limits_by_parameter_set() -> None:
+    security = pd.DataFrame({"label": ["paper", "default"], "poly_modulus_degree": [8192, 8192],
+                             "coeff_mod_bit_sizes": ["[60, 60, 60, 60]", "[60, 40, 40, 60]"], "total_bits": [240, 200],
+                             "accepted": [False, True], "security_classical": [float("nan"), 128.0],
+                             "ciphertext_bytes": [float("nan"), 331127.0], "max_abs_error_sum": [float("nan"), 1.7e-8]})
+    packing = pd.DataFrame({"params": ["N=8192 [60, 40, 40, 60] 2^40"], "exact_B_4": [7], "exact_B_8": [4]})
+    assert _rows(pr.security_table(security, packing)) == [
+        ["paper", "N=8192 [60, 60, 60, 60]", "240", "**refused**", "", "", "", "", ""],
+        ["default", "N=8192 [60, 40, 40, 60]", "200", "yes", "128", "331,127", "1.7e-08", "7", "4"]]
+
+
 def _profile_tree(root: Path) -> None:
     base = root / "results" / "p"
     (base / "runs" / "fedavg_s1").mkdir(parents=True)

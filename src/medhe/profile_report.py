@@ -227,6 +227,23 @@ def bfv_table(bfv: pd.DataFrame, target: pd.DataFrame) -> str:
     return f"{first}\n\n{second}"
 
 
+def security_table(security: pd.DataFrame, packing: pd.DataFrame | None) -> str:
+    """CKKS parameter sets: the HE standard's verdict, bytes per ciphertext, measured error, and the largest
+    number of quantised values per slot whose 5-client sum decrypts exactly (per bit width, measured)."""
+    exact = {} if packing is None else {r.params.split(" 2^")[0]: r for r in packing.itertuples()}
+    widths = [b for b in (4, 8, 12, 16) if packing is not None and f"exact_B_{b}" in packing.columns]
+    rows = []
+    for r in security.itertuples():
+        key = f"N={r.poly_modulus_degree} {r.coeff_mod_bit_sizes}"
+        e = exact.get(key)
+        rows.append([r.label, key, str(r.total_bits), "yes" if r.accepted else "**refused**",
+                     "" if pd.isna(r.security_classical) else f"{r.security_classical:.0f}",
+                     num(r.ciphertext_bytes, 0), "" if pd.isna(r.max_abs_error_sum) else f"{r.max_abs_error_sum:.1e}",
+                     *("" if e is None else str(int(getattr(e, f"exact_B_{b}"))) for b in widths)])
+    return md_table(["set", "parameters", "modulus bits", "accepted", "security (bits)", "bytes / ciphertext",
+                     "max error of a sum", *(f"values per slot, {b}-bit" for b in widths)], rows)
+
+
 def privacy_table(statement: dict) -> str:
     """The DP statement: epsilon of the configured noise, and the noise needed for the target epsilon."""
     need = statement.get("noise_multiplier_for_target", {})
@@ -405,6 +422,11 @@ def render(profile: str, *, root: str | Path = ".") -> str:
 
     to_target = _csv(comm / "to_target.csv")
     parts.append(f"## Rounds and bytes to the target\n\n{to_target_table(to_target)}")
+
+    security = _csv(base / "security" / "params.csv")
+    parts.append(_section("CKKS parameters and packing", "security/params.csv, bench/ckks_params.csv",
+                          security_table(security, _csv(base / "bench" / "ckks_params.csv"))
+                          if security is not None else None))
 
     statement = base / "privacy" / "statement.json"
     parts.append(_section("Differential privacy", "privacy/statement.json",
