@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make repro   set up from nothing, then run the pipeline (quick profile, offline)
-#   make test    set up from nothing, then run the tests
+#   make test    set up from nothing, then run the tests (RECORD=1: write the wall time to results/test_time.json)
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.medhe-installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml tools/register_kernel.py
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or run: make PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -19,20 +19,19 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -m ipykernel install --user --name medhe --display-name "medhe (Python 3.11)" >/dev/null
+	$(PY) tools/register_kernel.py >/dev/null
 	$(PY) -c "import medhe, torch, tenseal, transformers, dp_accounting; print('medhe environment ready:', torch.__version__)"
 	touch $(STAMP)
 
 repro: setup
-	@test -f profiles/$(PROFILE).yaml || { echo "no profile '$(PROFILE)': choose one of $$(ls profiles | sed 's/.yaml//' | tr '\n' ' ')"; exit 1; }
-	cp profiles/$(PROFILE).yaml params.yaml
-	@# one DVC lock per profile (locks/<profile>.lock), so each profile resumes where it stopped
-	@if [ -f locks/$(PROFILE).lock ]; then cp locks/$(PROFILE).lock dvc.lock; else rm -f dvc.lock; fi
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 dvc repro; status=$$?; \
-	  mkdir -p locks; cp dvc.lock locks/$(PROFILE).lock; exit $$status
+	@# tools/repro.sh keeps one DVC lock per profile (locks/<profile>.lock), saved on every exit,
+	@# so a stopped run resumes where it stopped
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 bash tools/repro.sh $(PROFILE)
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	@start=$$(date +%s); HF_HUB_OFFLINE=1 $(PY) -m pytest -q; status=$$?; \
+	  if [ $$status -eq 0 ] && [ -n "$(RECORD)" ]; then \
+	    $(PY) tools/record_time.py results/test_time.json $$(( $$(date +%s) - start )); fi; exit $$status
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"

@@ -221,3 +221,18 @@ def test_target_curves_plot_one_line_per_variant_truncated_to_the_rounds_every_s
     assert lines["a (n=2)"].get_xdata().tolist() == [4.0, 8.0]  # seed 2 of a stopped at round 2; round 0 has 0 bytes
     assert lines["b (n=2)"].get_xdata().tolist() == [4.0, 8.0, 12.0]
     assert "target (mean over seeds)" in lines and "majority class (learned nothing)" in lines
+
+
+def test_report_table_says_not_reached_and_averages_only_the_seeds_that_reached() -> None:
+    from medhe import profile_report
+
+    table = pd.DataFrame({
+        "variant": ["a", "a", "b"], "seed": [1, 2, 1], "reached": [True, False, False],
+        "rounds_to_target": [3, np.nan, np.nan], "mib_up_to_target": [12.5, np.nan, np.nan],
+        "f1_macro_r3": [0.7, 0.5, 0.4], "rounds_run": [3, 8, 8], "epsilon": [np.nan, np.nan, 171.4]})
+    text = profile_report.to_target_table(table)
+    row_a = next(line for line in text.splitlines() if line.startswith("| a "))
+    row_b = next(line for line in text.splitlines() if line.startswith("| b "))
+    assert "1/2" in row_a and "12.5" in row_a and "| 3 " in row_a.replace("3.0", "3 ") and "no DP" in row_a
+    assert "0/1" in row_b and "not reached in 8" in row_b and "171.4" in row_b
+    assert "not yet measured" in profile_report.to_target_table(table.iloc[0:0])

@@ -45,3 +45,23 @@ def test_papermill_sees_every_parameter(path):
     assigned = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
     assert set(papermill.inspect_notebook(str(path))) == assigned
+
+
+def _register_kernel_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("register_kernel", ROOT / "tools" / "register_kernel.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_notebooks_name_the_kernel_make_setup_registers_inside_the_environment(tmp_path):
+    tool = _register_kernel_tool()
+    assert {json.loads(p.read_text())["metadata"]["kernelspec"]["name"] for p in NOTEBOOKS} == {tool.NAME}
+    spec_file = tool.register(prefix=str(tmp_path))
+    assert spec_file == tmp_path / "share" / "jupyter" / "kernels" / tool.NAME / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    assert spec["display_name"] == tool.DISPLAY_NAME and spec["argv"][-1] == "--IPKernelApp.log_level=CRITICAL"
+    make = (ROOT / "Makefile").read_text()
+    assert "tools/register_kernel.py" in make and "--user" not in make  # nothing written to the user's home

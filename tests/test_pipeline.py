@@ -53,7 +53,7 @@ def test_dvc_repro_smoke_profile_end_to_end(tmp_path):
     assert by_id.loc["he-params", "verdict"] == claims.NOT_REPRODUCED  # the paper's set is refused, measured
     assert "MiB" in by_id.loc["comm-fedavg-mb", "measured"]
     for rel in ("comm/bytes.csv", "comm/sweep.csv", "comm/scale.csv", "stats/summary.csv", "stats/tests.csv",
-                "security/params.csv", "privacy/epsilon.csv", "data/summary.json", "claims.md"):
+                "security/params.csv", "privacy/epsilon.csv", "data/summary.json", "claims.md", "REPORT.md"):
         assert (base / rel).is_file(), rel
     assert len(list((work / "figures" / "smoke").glob("*.png"))) >= 6
     lira = pd.read_csv(base / "mia" / "lira_attacks.csv")

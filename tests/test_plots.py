@@ -131,3 +131,4 @@ def test_frontier_refuses_more_sparsity_levels_than_it_has_markers():
                           "bytes_up_round_per_param": range(1, n + 1), "f1_macro": 0.4})
     with pytest.raises(ValueError, match="sparsity levels"):
         plots.frontier(front)
+

@@ -8,8 +8,7 @@ exact equality. Times and ciphertext byte counts are not compared: times vary, a
 compresses each fresh random ciphertext when it serialises it, so byte counts vary by a few
 hundred bytes.
 
-    python tools/compare_runs.py full --against ba2d30d                  # every run of results/full/runs
-    python tools/compare_runs.py full --against ba2d30d --since f47ad37  # only runs made by f47ad37 or later
+    python tools/compare_runs.py full --against HEAD~1     # every run of results/full/runs
 
 Exit status 1 if any compared run differs.
 """
@@ -22,8 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from readme_tables import made_since  # tools/ is on sys.path when this file runs as a script
-
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("accuracy", "f1_macro", "f1_binary", "loss", "model_change_l2", "epsilon_rdp", "epsilon_pld")
 
@@ -33,13 +30,10 @@ def _git_show(rev: str, rel: Path) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def compare(profile: str, *, against: str, group: str = "runs", since: str | None = None) -> list[tuple[str, dict]]:
+def compare(profile: str, *, against: str, group: str = "runs") -> list[tuple[str, dict]]:
     """(run name, differences) for every run with a record at ``against``; empty differences = identical."""
     out = []
     for run_json in sorted((ROOT / "results" / profile / group).glob("*/run.json")):
-        run = json.loads(run_json.read_text())
-        if since and not made_since(since, run.get("environment", {}).get("git_commit")):
-            continue
         folder = run_json.parent.relative_to(ROOT)
         old_text = _git_show(against, folder / "metrics.json")
         if old_text is None:
@@ -59,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("profile")
     ap.add_argument("--against", required=True, metavar="REV", help="git revision holding the earlier results")
     ap.add_argument("--group", default="runs")
-    ap.add_argument("--since", metavar="COMMIT", help="only runs recorded by this commit or its descendants")
     args = ap.parse_args(argv)
-    rows = compare(args.profile, against=args.against, group=args.group, since=args.since)
+    rows = compare(args.profile, against=args.against, group=args.group)
     for name, diffs in rows:
         print(f"{name}: " + ("identical" if not diffs else
                              "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diffs.items())))

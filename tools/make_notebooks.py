@@ -14,7 +14,8 @@ HEAD = ("import os\nfrom medhe import params, records\nos.chdir(records.project_
 
 def notebook(cells):
     nb = nbf.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+    # the project's kernel, registered inside .venv by `make setup` (tools/register_kernel.py)
+    nb.metadata = {"kernelspec": {"name": "medhe", "display_name": "medhe (Python 3.11)", "language": "python"},
                    "language_info": {"name": "python"}}
     for i, (kind, src, *tags) in enumerate(cells):
         cell = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
@@ -50,8 +51,16 @@ NOTEBOOKS = {
         # comments on their own lines: papermill reads "x = 1  # text" as a type annotation and warns
         ("code", "params_file = \"params.yaml\"\nmethod = \"fedavg\"\nseed = 42\ngroup = \"runs\"\ntag = \"\"\n"
                  "# comma-separated section.key=value pairs\noverrides = \"\"\nrun_mia = True\n"
-                 "# empty: derived from the above\nout_dir = \"\"", "parameters"),
-        ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, records, results\nos.chdir(records.project_root())\n"
+                 "# empty: derived from the above\nout_dir = \"\"\n"
+                 "# \"text\": a plain progress bar on stderr, which papermill streams to the terminal (make repro)\n"
+                 "progress_bar = \"widget\"", "parameters"),
+        ("code", "import os\n"
+                 "# the classification head is new, so transformers' load report of its missing weights is expected\n"
+                 "os.environ.setdefault(\"TRANSFORMERS_VERBOSITY\", \"error\")\n"
+                 "if progress_bar == \"text\":\n"
+                 "    import tqdm.auto, tqdm.std\n"
+                 "    tqdm.auto.tqdm = tqdm.std.tqdm\n"
+                 "import pandas as pd\nfrom medhe import fl, params, records, results\nos.chdir(records.project_root())\n"
                  "P = params.load(params_file, overrides=overrides)\n"
                  "out_dir = out_dir or str(results.run_path(P.profile, group, method=method, seed=seed, tag=tag))\nout_dir"),
         ("code", "result = fl.run(P, method=method, seed=seed, out_dir=out_dir)"),
@@ -63,6 +72,9 @@ NOTEBOOKS = {
                  "None if mia is None else mia.to_frame()[[\"attack\", \"success_rate\", \"ci_low\", \"ci_high\", \"auc\", \"tpr_at_1pct_fpr\", \"warnings\"]]"),
         ("code", "history = pd.DataFrame(result.history)\nhistory.filter(regex=\"^(round|accuracy|f1_|majority|bytes_up_per|bytes_down_per|density|epsilon)\")"),
         ("code", "pd.Series(result.record[\"time_per_phase_s\"], name=\"seconds\")"),
+        ("md", "Accuracy and macro-F1 per round, and the bytes each client has sent and received so far (measured)."),
+        ("code", "from medhe import run_figure\n# medhe draws off-screen (Agg); the inline backend shows the figure here\n"
+                 "get_ipython().run_line_magic(\"matplotlib\", \"inline\")\nrun_figure.curves(history);"),
     ],
     "25_target": [
         ("md", "# 25 · Rounds and bytes to a target\n\nOne variant (`method[-s<sparsity>][-b<bits>]`) × one seed, trained until its test\n"
@@ -70,8 +82,12 @@ NOTEBOOKS = {
                "`pipeline.target_rounds` runs out; at least the paper's 3 rounds. FedAvg's reference run (`reference` empty)\n"
                "runs the whole budget. Writes `results/<profile>/target/<variant>_s<seed>/`."),
         ("code", "params_file = \"params.yaml\"\nvariant = \"fedavg\"\nseed = 42\n"
-                 "# FedAvg's reference metrics.json; empty: this run is the reference\nreference = \"\"", "parameters"),
-        ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, records, results, targets\n"
+                 "# FedAvg's reference metrics.json; empty: this run is the reference\nreference = \"\"\n"
+                 "# \"text\": a plain progress bar on stderr, which papermill streams to the terminal (make repro)\n"
+                 "progress_bar = \"widget\"", "parameters"),
+        ("code", "import os\nos.environ.setdefault(\"TRANSFORMERS_VERBOSITY\", \"error\")\n"
+                 "if progress_bar == \"text\":\n    import tqdm.auto, tqdm.std\n    tqdm.auto.tqdm = tqdm.std.tqdm\n"
+                 "import pandas as pd\nfrom medhe import fl, params, records, results, targets\n"
                  "from medhe.fl.methods import parse_variant\nos.chdir(records.project_root())\n"
                  "method, overrides = parse_variant(variant)\n"
                  "budget = params.load(params_file).pipeline.target_rounds\n"
@@ -83,6 +99,8 @@ NOTEBOOKS = {
                  "                min_rounds=targets.PAPER_ROUNDS)\nresult.record.get(\"target\")"),
         ("code", "history = pd.DataFrame(result.history)\n"
                  "history.filter(regex=\"^(round|accuracy|f1_macro|bytes_up_per|bytes_down_per|clip_|density|epsilon)\")"),
+        ("code", "from medhe import run_figure\n# medhe draws off-screen (Agg); the inline backend shows the figure here\n"
+                 "get_ipython().run_line_magic(\"matplotlib\", \"inline\")\nrun_figure.curves(history);"),
     ],
     "30_security": [
         ("md", "# 30 · CKKS security parameters\n\nEvery parameter set the paper or the pipeline uses: the HE standard's security level,\n"

@@ -1,173 +1,122 @@
-"""Interim tables of a long profile for the README, from the runs made with the profile's current parameters.
+"""Regenerate the README's generated blocks from results files: every measured number in the README.
 
-While a long profile runs across sessions, ``results/<profile>/runs`` can hold runs made before
-a parameter change (their ``run.json`` records other parameters). This script keeps only the runs
-whose parameters (all sections but ``pipeline``) match ``profiles/<profile>.yaml`` now, says how many it left out, and
-renders the trial, paired-test, membership-inference, bytes and time-per-phase tables that the pipeline's
-``stats``, ``mia`` and ``comm`` stages will write once every trial is done.
+A block is ``<!-- <kind>:<profile>:begin -->`` ... ``<!-- <kind>:<profile>:end -->``; its body is
+rebuilt from ``results/<profile>/`` by the renderer of its kind:
 
-    python tools/readme_tables.py full            # print the Markdown
-    python tools/readme_tables.py full --write    # replace README.md between <!-- full:begin/end -->
-    python tools/readme_tables.py full --since f47ad37   # only runs made by that commit or later
+- ``times``: the wall time of ``make repro PROFILE=<profile>`` (``results/<profile>/repro_time.json``,
+  written by ``tools/repro.sh`` when the pipeline finishes) and of ``make test``
+  (``results/test_time.json``, written by ``make test RECORD=1``);
+- ``train-time``: the training runs' wall time summed from every ``results/<profile>/*/*/run.json``;
+- ``ledger``: the claims ledger's verdict table (``results/<profile>/claims.csv``);
+- ``to-target``: macro-F1 after 3 rounds, rounds and MiB per client to the target accuracy, and
+  epsilon, per method (``results/<profile>/comm/to_target.csv``).
 
-With ``--ledger`` it renders the profile's claims ledger instead (``results/<profile>/claims.csv``,
-written by the pipeline's ``claims`` stage), between ``<!-- ledger:<profile>:begin/end -->``.
+A missing file renders as "not yet measured", never as a typed number.
+
+    python tools/readme_tables.py            # rewrite README.md's blocks
+    python tools/readme_tables.py --check    # exit 1 if a block differs from its files
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import re
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from medhe import claims, params, report, results
+from medhe import profile_report
 
 ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"<!-- (?P<kind>[a-z-]+):(?P<profile>[a-z]+):begin -->\n.*?<!-- (?P=kind):(?P=profile):end -->",
+                   re.DOTALL)
+NOT_MEASURED = "not yet measured"
 
 
-def made_since(commit: str, run_commit: str | None) -> bool:
-    """True if the run's recorded git commit (``-dirty`` allowed) is ``commit`` or descends from it."""
-    if not run_commit:
-        return False
-    sha = run_commit.removesuffix("-dirty")
-    return subprocess.run(["git", "merge-base", "--is-ancestor", commit, sha], cwd=ROOT,
-                          capture_output=True).returncode == 0
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
 
 
-def current_runs(profile: str, group: str, dest: Path, *, since: str | None = None) -> tuple[int, int]:
-    """Link the runs of ``group`` made with the profile's current parameters (and, with ``since``, by
-    code at or after that commit) into ``dest``; (kept, left out)."""
-    def relevant(p: dict) -> dict:  # the pipeline section says what runs, not how a run runs
-        return {k: v for k, v in p.items() if k != "pipeline"}
-
-    want = relevant(params.load(ROOT / "profiles" / f"{profile}.yaml").to_dict())
-    kept = stale = 0
-    for run_json in sorted((ROOT / "results" / profile / group).glob("*/run.json")):
-        run = json.loads(run_json.read_text())
-        fresh = since is None or made_since(since, run.get("environment", {}).get("git_commit"))
-        if fresh and relevant(run["params"]) == want:
-            link = dest / profile / group / run_json.parent.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(run_json.parent)
-            kept += 1
-        else:
-            stale += 1
-    return kept, stale
-
-
-def _pm(row: pd.Series | None, digits: int = 3) -> str:
-    if row is None:
-        return ""
-    return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
+def times(profile: str, root: Path) -> str:
+    """One line per command: its measured wall time and the cores it ran on."""
+    lines = []
+    repro = root / "results" / profile / "repro_time.json"
+    if repro.is_file():
+        rec = json.loads(repro.read_text())
+        lines.append(f"- `make repro` (profile `{profile}`): pipeline {_minutes(rec['pipeline_s'])} on "
+                     f"{rec['cpus']} cores, {rec['stages_run']} of {rec['stages_total']} stages run"
+                     " (set-up extra)")
+    else:
+        lines.append(f"- `make repro` (profile `{profile}`): {NOT_MEASURED}")
+    test = root / "results" / "test_time.json"
+    if test.is_file():
+        rec = json.loads(test.read_text())
+        lines.append(f"- `make test`: {_minutes(rec['seconds'])} on {rec['cpus']} cores")
+    else:
+        lines.append(f"- `make test`: {NOT_MEASURED}")
+    return "\n".join(lines)
 
 
-def _md(cols: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table of already formatted cells."""
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
-                     ["| " + " | ".join(r) + " |" for r in rows])
+def train_time(profile: str, root: Path) -> str:
+    """The profile's training wall time, summed over its run records, and how many runs that is."""
+    records = profile_report.run_records(root / "results" / profile)
+    if not len(records):
+        return f"- profile `{profile}`: {NOT_MEASURED}"
+    return (f"- profile `{profile}`: {records['wall_time_s'].sum() / 3600:.1f} h of training over {len(records)} "
+            "runs (each run's `wall_time_s`; per group in its REPORT.md)")
 
 
-def trial_table(summary: pd.DataFrame, trials: pd.DataFrame) -> str:
-    rows = []
-    for method, g in summary.groupby("method"):
-        by = {r["metric"]: r for _, r in g.iterrows()}
-        f1, wall = by["f1_macro"], by.get("wall_time_s")
-        t = trials[trials["method"] == method]
-        moved = "" if "model_change_l2" not in t else f"{int((t['model_change_l2'] > 0).sum())} of {len(t)}"
-        rows.append([method, str(int(f1["n"])), _pm(by["accuracy"]), f"{_pm(f1)} [{f1['ci_low']:.3f}, {f1['ci_high']:.3f}]",
-                     _pm(by["f1_binary"]), moved, "" if wall is None else format(wall["mean"], ".0f")])
-    return _md(["method", "n", "accuracy", "macro-F1 (95 % CI)", "binary F1", "model moved", "run wall time (s)"], rows)
-
-
-def _p(p: float, digits: str) -> str:
-    return "undefined" if pd.isna(p) else format(p, digits)
-
-
-def tests_table(tests: pd.DataFrame) -> str:
-    rows = [[f"{r.a} vs {r.b}", r.metric, str(r.n_pairs), f"{r.mean_diff:+.3f}", _p(r.p_ttest, ".2g"),
-             _p(r.p_wilcoxon, ".3g")] for r in tests.itertuples()]
-    return _md(["a vs b", "metric", "pairs", "mean diff", "paired t p", "Wilcoxon p"], rows)
-
-
-def mia_table(summary: pd.DataFrame) -> str:
-    rows = [[method, str(len(g)), f"{g['worst_success_rate'].mean():.3f} ± {g['worst_success_rate'].std():.3f}",
-             f"{g['max_auc'].mean():.3f} ± {g['max_auc'].std():.3f}", f"{g['max_tpr_at_1pct_fpr'].mean():.3f}"]
-            for method, g in summary.groupby("method")]
-    return _md(["method", "trials", "worst-case success (paper's 4 attacks)", "max AUC", "max TPR at 1 % FPR"], rows)
-
-
-def bytes_table(comm: pd.DataFrame) -> str:
-    rows = []
-    for method, g in comm.groupby("method"):
-        ct = g["ciphertexts_per_client"].mean()
-        rows.append([method, f"{g['mib_up_per_client_round'].mean():,.1f}", f"{g['mib_down_per_client_round'].mean():,.1f}",
-                     "" if pd.isna(ct) else f"{ct:,.0f}"])
-    return _md(["method", "MiB up / client / round", "MiB down / client / round", "ciphertexts / client"], rows)
-
-
-def phase_table(phases: pd.DataFrame) -> str:
-    """Mean seconds per run by phase; ``untimed`` is the wall time outside every timed phase."""
-    wide = phases.pivot(index="method", columns="phase", values="mean_s")
-    order = [c for c in ("local_training", "sparsify_clip", "align", "noise", "quantise", "encrypt", "aggregate",
-                         "decrypt", "evaluate", "setup")
-             if c in wide.columns]
-    order += sorted(c for c in wide.columns if c not in order and c != "untimed") + ["untimed"]
-    rows = [[method, *("" if pd.isna(r[c]) else f"{r[c]:.0f}" for c in order), f"{r[order].sum():.0f}"]
-            for method, r in wide.iterrows()]
-    return _md(["method", *order, "wall"], rows)
-
-
-def render(profile: str, *, since: str | None = None) -> str:
-    code = "" if since is None else f" and code from commit {since} on"
-    with tempfile.TemporaryDirectory() as tmp:
-        kept, stale = current_runs(profile, "runs", Path(tmp), since=since)
-        if not kept:
-            return f"No `{profile}` trial has run with the current parameters{code} yet ({stale} older runs left out)."
-        stats = report.stats_tables(profile, root=tmp)
-        mia = report.mia_tables(profile, root=tmp)
-        comm = results.comm_table(results.histories(profile, "runs", root=tmp), results.collect(profile, "runs", root=tmp))
-    parts = [f"{kept} trial runs with the current parameters{code} ({stale} older runs left out).",
-             trial_table(stats["summary"], stats["trials"])]
-    if "tests" in stats:
-        parts.append(tests_table(stats["tests"]))
-    parts += [mia_table(mia["summary"]), bytes_table(comm), phase_table(stats["phases"])]
-    return "\n\n".join(parts)
-
-
-def render_ledger(profile: str) -> str:
-    path = ROOT / "results" / profile / "claims.csv"
+def ledger(profile: str, root: Path) -> str:
+    """The verdict counts and one row per claim: id, claim, verdict (the measured side is in REPORT.md)."""
+    path = root / "results" / profile / "claims.csv"
     if not path.is_file():
-        raise SystemExit(f"{path.relative_to(ROOT)} not found: run the pipeline's claims stage for profile {profile!r}")
-    rows = claims.from_csv(path)
-    return f"{rows[0].configuration}\n\n{claims.table_markdown(rows)}"
+        return f"Ledger of profile `{profile}`: {NOT_MEASURED}."
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    counts = rows["verdict"].value_counts()
+    head = f"{rows['configuration'].iloc[0]}. Verdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items())
+    table = profile_report.md_table(["id", "claim (the paper's)", "verdict"],
+                                    [[r.id, r.claim, f"**{r.verdict}**"] for r in rows.itertuples()])
+    return f"{head}\n\n{table}"
+
+
+def to_target(profile: str, root: Path) -> str:
+    """Per method: macro-F1 after 3 rounds, rounds and MiB per client to the target, epsilon."""
+    path = root / "results" / profile / "comm" / "to_target.csv"
+    return profile_report.to_target_table(pd.read_csv(path) if path.is_file() else None)
+
+
+RENDERERS: dict[str, Callable[[str, Path], str]] = {"times": times, "train-time": train_time, "ledger": ledger,
+                                                    "to-target": to_target}
+
+
+def regenerate(text: str, *, root: Path = ROOT) -> str:
+    """``text`` with every generated block rebuilt from the results files under ``root``."""
+    def rebuild(m: re.Match) -> str:
+        kind, profile = m["kind"], m["profile"]
+        if kind not in RENDERERS:
+            raise ValueError(f"unknown README block kind {kind!r}: one of {sorted(RENDERERS)}")
+        return (f"<!-- {kind}:{profile}:begin -->\n{RENDERERS[kind](profile, root)}\n"
+                f"<!-- {kind}:{profile}:end -->")
+    return BLOCK.sub(rebuild, text)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("profile")
-    ap.add_argument("--ledger", action="store_true", help="render the profile's claims ledger instead")
-    ap.add_argument("--write", action="store_true", help="replace the README between the profile's markers")
-    ap.add_argument("--since", metavar="COMMIT", help="keep only runs made by this commit or its descendants")
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 if a block is stale")
     args = ap.parse_args(argv)
-    md = render_ledger(args.profile) if args.ledger else render(args.profile, since=args.since)
-    if not args.write:
-        print(md)
-        return 0
     readme = ROOT / "README.md"
     text = readme.read_text()
-    tag = f"ledger:{args.profile}" if args.ledger else args.profile
-    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
-    if begin not in text or end not in text:
-        print(f"README.md lacks the markers {begin} ... {end}", file=sys.stderr)
-        return 2
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{begin}\n{md}\n{end}{tail}")
+    new = regenerate(text)
+    if args.check:
+        if new != text:
+            print("README.md's generated blocks differ from the results files: run python tools/readme_tables.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
     return 0
 
 

@@ -893,6 +893,25 @@ def _configuration(m: Measured) -> str:
             f"{run.get('rounds', '?')} rounds, seeds {run.get('seeds', '?')}; CKKS {run.get('ckks', '?')}")
 
 
+#: Profiles that can judge a claim, in order of cost; a claim not listed can be judged by ``full`` (or
+#: ``paper``). ``scale`` states no criterion, so no profile can.
+TESTABLE_AT = {"acc-medhe": ("paper",), "acc-fedavg": ("paper",), "f1-medhe": ("paper",), "scale": (), "key-model": (),
+               "noniid": ()}
+
+
+def not_testable_note(note: str, *, claim_id: str, profile: str) -> str:
+    """The note of a row ``profile`` cannot judge: says so, and names the profile that can.
+
+    >>> not_testable_note("needs 5 seeds", claim_id="p-value", profile="quick")
+    'not testable at profile quick: needs 5 seeds; run profile `full`'
+    """
+    can = next((p for p in TESTABLE_AT.get(claim_id, ("full", "paper")) if p != profile), None)
+    where = f"run profile `{can}`" if can else "no profile can"
+    if can and f"profile `{can}`" in note:
+        return f"not testable at profile {profile}: {note}"
+    return f"not testable at profile {profile}: {note}; {where}" if note else f"not testable at profile {profile}; {where}"
+
+
 def build_ledger(claims_file: str | Path, *, root: str | Path, profile: str) -> list[LedgerRow]:
     """Evaluate every claim; a claim without a rule is an error (every claim gets a row)."""
     claims = load_claims(claims_file)
@@ -905,6 +924,8 @@ def build_ledger(claims_file: str | Path, *, root: str | Path, profile: str) -> 
     for c in claims:
         rule = RULES[c["id"]]
         measured, verdict, note = rule({**c["claimed"], **c.get("judge", {})}, m)
+        if verdict == NOT_TESTABLE:
+            note = not_testable_note(note, claim_id=c["id"], profile=profile)
         public = c.get("public_runs", "")
         src = SOURCES[c["id"]]
         rows.append(LedgerRow(
