@@ -7,10 +7,13 @@ client-side steps of MedHE (arXiv 2511.09043) composed from a
 
 Each round: every client starts from the global model, trains locally (Adam, a
 fresh optimiser), forms its update (model delta); then, as the method says,
-top-k with error feedback and the EMA threshold, L2 clipping, its share of the
-distributed Gaussian noise, and the transport (plaintext or CKKS). The server
+top-k with error feedback and the EMA threshold (or, under the ``global`` alignment,
+at the round's public mask), L2 clipping (the paper's fixed bound, or an adaptive
+one that tracks the clients' norms: :class:`ClipState`), its share of the
+distributed Gaussian noise, and the transport (plaintext, CKKS or BFV). The server
 adds the (weighted) messages; the clients apply the mean update. The test set is
-evaluated after every round (round 0 = the initial model).
+evaluated after every round (round 0 = the initial model); with a target macro-F1
+the run stops at the first round that reaches it (from ``min_rounds`` on).
 """
 
 from __future__ import annotations
