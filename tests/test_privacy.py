@@ -147,7 +147,7 @@ def test_privacy_statement_is_complete_and_serialisable(paper_statement: dict) -
     assert s["dp_accounting_version"] == dp_accounting_version()
     assert set(s["accountants"]) == {"rdp", "pld"}
     text = " ".join(s["caveats"]).lower()
-    for needle in ("top-k index", "(1 - s)", "residual", "distributed", "pcg64"):
+    for needle in ("top-k index", "(1 - s)", "residual", "distributed", "pcg64", "seed is secret"):
         assert needle in text
     assert s["caveats"] == list(CAVEATS)
 
@@ -222,7 +222,7 @@ def test_clipping_never_increases_norm(x: np.ndarray, c: float) -> None:
 def test_distributed_noise_sums_to_z_times_c() -> None:
     # Prepare: n clients each add their share of noise to a zero update
     z, c, n, d, seed = 1.3, 0.7, 5, 200_000, 7
-    std = noise_std_per_client(noise_multiplier=z, clip_norm=c, num_clients=n)
+    std = noise_std_per_client(noise_multiplier=z, sensitivity=c, num_clients=n)
     # Execute
     total = np.zeros(d, dtype=np.float64)
     for client in range(n):
@@ -286,9 +286,9 @@ def test_other_bad_inputs() -> None:
     with pytest.raises(ValueError, match=r"rounds.*0"):
         noise_for_epsilon(target_epsilon=1.0, sampling_rate=1.0, rounds=0, delta=DELTA)
     with pytest.raises(ValueError, match=r"num_clients.*0"):
-        noise_std_per_client(noise_multiplier=1.0, clip_norm=1.0, num_clients=0)
-    with pytest.raises(ValueError, match=r"clip_norm.*-1"):
-        noise_std_per_client(noise_multiplier=1.0, clip_norm=-1.0, num_clients=5)
+        noise_std_per_client(noise_multiplier=1.0, sensitivity=1.0, num_clients=0)
+    with pytest.raises(ValueError, match=r"sensitivity.*-1"):
+        noise_std_per_client(noise_multiplier=1.0, sensitivity=-1.0, num_clients=5)
     with pytest.raises(ValueError, match=r"std.*-0\.1"):
         add_gaussian_noise(np.ones(3), std=-0.1, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="Generator"):

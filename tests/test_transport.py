@@ -209,6 +209,6 @@ def test_every_transport_times_alignment_and_noise_under_the_same_phase_names(tr
 
 
 def test_plain_own_alignment_times_index_sets_as_align():
-    res, ledger = _round(PlainTransport(size=SIZE, alignment="own"), _payloads(True), noise=_noise)
+    res, ledger = _round(PlainTransport(size=SIZE, alignment="own"), _payloads(True))
     assert set(res.timings) == {"noise", "align", "aggregate"}
     assert ledger.total(round_=1, category="index") > 0

@@ -301,10 +301,11 @@ def rule_p_value(c, m):
     if not len(rows) or rows.iloc[0]["n_pairs"] < 2:
         return "n/a", NOT_TESTABLE, "needs >= 2 paired trials of medhe and fedavg"
     r = rows.iloc[0]
+    used = f" over {int(r['n_wilcoxon'])} nonzero pairs" if "n_wilcoxon" in r and pd.notna(r["n_wilcoxon"]) else ""
     if pd.isna(r["p_ttest"]):  # stats.paired_tests notes why (all differences zero, or zero variance)
-        wil = "" if pd.isna(r["p_wilcoxon"]) else f"; Wilcoxon p = {r['p_wilcoxon']:.3g}"
+        wil = "" if pd.isna(r["p_wilcoxon"]) else f"; Wilcoxon p = {r['p_wilcoxon']:.3g}{used}"
         return f"t-test undefined ({int(r['n_pairs'])} pairs){wil}; mean diff {r['mean_diff']:+.3f}", NOT_TESTABLE, r["note"]
-    measured = (f"p = {r['p_ttest']:.3g} (t-test, {int(r['n_pairs'])} pairs), Wilcoxon p = {r['p_wilcoxon']:.3g}; "
+    measured = (f"p = {r['p_ttest']:.3g} (t-test, {int(r['n_pairs'])} pairs), Wilcoxon p = {r['p_wilcoxon']:.3g}{used}; "
                 f"mean diff {r['mean_diff']:+.3f}")
     if r["p_ttest"] < c["alpha"]:
         return measured, NOT_REPRODUCED, ""

@@ -46,6 +46,10 @@ class MethodSpec:
         if self.alignment == "own" and self.encryption != "none":
             raise ValueError(f"method {self.name!r}: alignment 'own' (each client's own index set) cannot be "
                              "summed slot by slot under encryption; use 'union' or 'dense'")
+        if self.alignment == "own" and self.noise:
+            raise ValueError(f"method {self.name!r}: alignment 'own' with noise=True puts each client's noise share "
+                             "only on its own positions, so a position selected by m < n clients carries std "
+                             "sqrt(m / n) of the calibrated noise; use alignment 'union' or 'dense' for DP")
 
     @property
     def dp(self) -> bool:

@@ -107,14 +107,28 @@ class Client:
         return Payload(values=values, indices=indices), info
 
 
+def aggregation_weights(spec: MethodSpec, P: Params, sizes: list[int]) -> list[float]:
+    """FedAvg's size weights for non-DP methods; DP-FedAvg's fixed public denominator 1/n for DP ones.
+
+    See :func:`medhe.privacy.aggregation_weights` (n = ``P.data.num_clients``).
+    """
+    from medhe.privacy import aggregation_weights as weights_for
+
+    return weights_for(sizes, dp=spec.noise, num_public=P.data.num_clients)
+
+
 def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]) -> GaussianShares | None:
     if not spec.noise or P.dp.noise_multiplier == 0:
         return None
-    from medhe.privacy import noise_std_per_client
+    from medhe.privacy import noise_std_per_client, sensitivity_fixed_denominator
 
-    # Clients send w_i * clip(x_i): the weighted sum's sensitivity is max_i w_i * C,
-    # so each of n clients adds N(0, (z * C * w_max)^2 / n) and the sum carries z * C * w_max.
-    std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm * max(weights),
+    # The released mean is sum_i clip(x_i) / n with the public n: sensitivity C / n under add/remove
+    # one client; each of the clients present adds N(0, (z * C / n)^2 / len(weights)).
+    sensitivity = sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients)
+    if not np.allclose(weights, 1.0 / P.data.num_clients, rtol=1e-12, atol=0):
+        raise ValueError(f"DP noise is calibrated to the fixed-denominator mean (weights 1/{P.data.num_clients}), "
+                         f"got weights {list(weights)!r}; use simulate.aggregation_weights")
+    std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity,
                                num_clients=len(weights))
     return GaussianShares(std=std, seed=seed, round_=round_)
 
@@ -171,7 +185,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     w0 = w.copy()
     size = int(w.size)
     sizes = [len(p) for p in parts]
-    weights = [s / sum(sizes) for s in sizes]
+    weights = aggregation_weights(spec, P, sizes)
     clients = [Client(i, idx, spec=spec, P=P, size=size) for i, idx in enumerate(parts)]
     transport = make_transport(spec, P, size=size, num_clients=len(clients))
     ledger = comm.ByteLedger()
@@ -282,11 +296,17 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
         "bytes_setup": ledger.total(round_=0), "environment": records.environment(),
     }
     if accountant is not None:
-        from medhe.privacy import privacy_statement
+        from medhe.privacy import ESTIMATOR, privacy_statement, sensitivity_fixed_denominator
 
-        rec["privacy"] = privacy_statement(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm,
-                                           rounds=P.train.rounds, delta=P.dp.delta, sampling_rate=1.0,
-                                           num_clients=len(sizes))
+        weights = aggregation_weights(spec, P, sizes)
+        noise = _noise_fn(spec, P, seed=seed, round_=1, weights=weights)
+        rec["privacy"] = privacy_statement(
+            noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm, rounds=P.train.rounds,
+            delta=P.dp.delta, sampling_rate=1.0, num_clients=len(sizes), estimator=ESTIMATOR,
+            sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients))
+        rec["privacy"]["aggregation_weights"] = weights
+        # the std every client's GaussianShares draws with (0 when z = 0)
+        rec["privacy"]["noise_std_per_client"] = 0.0 if noise is None else noise.std
     return rec
 
 

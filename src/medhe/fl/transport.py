@@ -6,7 +6,8 @@ Every transport has the same contract, so methods differ only in composition:
 
 * ``payloads``: one :class:`Payload` per client, dense or sparse (after top-k and
   clipping, before noise);
-* ``weights``: aggregation weights (client size / total). **Clients** multiply by
+* ``weights``: aggregation weights (client size / total for non-DP methods; 1 / n, n the public
+  number of clients, for DP methods: :func:`medhe.fl.simulate.aggregation_weights`). **Clients** multiply by
   their weight before sending, so the server only adds (under CKKS it never
   multiplies or rescales);
 * ``noise``: a :class:`GaussianShares` (``noise(client, n)`` is the client's share of
@@ -191,8 +192,10 @@ def check_round_inputs(payloads: Sequence[Payload], weights: Sequence[float], si
     """Shape checks shared by transports."""
     if len(payloads) == 0 or len(payloads) != len(weights):
         raise ValueError(f"need one weight per payload, got {len(payloads)} payloads and {len(weights)} weights")
-    if not np.isclose(sum(weights), 1.0):
-        raise ValueError(f"aggregation weights must sum to 1, got {sum(weights)!r}")
+    total = float(sum(weights))
+    if min(weights) < 0 or not 0 < total <= 1 + 1e-9:
+        # below 1 only for DP-FedAvg's fixed public denominator when fewer clients report
+        raise ValueError(f"aggregation weights must be >= 0 with a sum in (0, 1], got {list(weights)!r}")
     for i, p in enumerate(payloads):
         if p.indices is None and p.values.size != size:
             raise ValueError(f"client {i}: dense payload has {p.values.size} values, the model has {size}")
@@ -279,6 +282,10 @@ class PlainTransport:
         check_round_inputs(payloads, weights, self.size)
         timings: dict[str, float] = {}
         if payloads[0].indices is not None and self.alignment == "own":
+            if noise is not None:
+                raise ValueError("alignment 'own' cannot carry distributed DP noise: each client would noise only "
+                                 "its own positions, leaving less than the calibrated std on the sum; "
+                                 "use alignment 'union' or 'dense'")
             mean = self._own(payloads, weights, noise, ledger, round_, timings)
             return RoundResult(mean, timings)
         support, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
