@@ -101,3 +101,22 @@ def test_own_alignment_with_noise_is_refused():
         PlainTransport(size=4, alignment="own").round(payloads, weights=[0.5, 0.5],
                                                       noise=GaussianShares(std=0.1, seed=0, round_=1),
                                                       ledger=ByteLedger(), round_=1)
+
+
+@pytest.mark.parametrize("method, covered", [("medhe", False), ("medhe_bfv", False), ("medhe_no_packing", True),
+                                             ("medhe_no_he", True)])
+def test_quantised_paths_report_epsilon_not_covered(tabular_params, method, covered):
+    """Packed CKKS and BFV round each client's Gaussian share: the Gaussian accountant does not cover the
+    sum of rounded shares, so the run never reports the Gaussian's epsilon for them."""
+    from medhe.privacy import privacy_statement
+
+    spec = methods.get(method)
+    assert (simulate.quantised_noise(spec, tabular_params) is None) == covered
+    kw = dict(noise_multiplier=1.0, clip_norm=1.0, num_clients=5, rounds=3, delta=1e-5)
+    st = privacy_statement(**kw, quantised=simulate.quantised_noise(spec, tabular_params))
+    assert st["epsilon_covered"] == covered
+    if covered:
+        assert st["epsilon_rdp"] == pytest.approx(privacy_statement(**kw)["epsilon_rdp"])
+    else:
+        assert st["epsilon_rdp"] == st["epsilon_pld"] == "not covered"
+        assert "rounded per client" in st["mechanism"] and ("CKKS" in st["mechanism"] or "BFV" in st["mechanism"])

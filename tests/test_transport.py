@@ -164,8 +164,17 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
     assert row["bytes_up_per_client"] > 0 and row["bytes_down_per_client"] > 0
     assert ("epsilon_rdp" in row) == spec.noise
     if spec.noise:
-        assert row["epsilon_rdp"] >= row["epsilon_pld"] > 0
-        assert res.record["privacy"]["rounds"] == 1
+        quantised = spec.encryption == "bfv" or spec.packing  # per-client rounding of the noisy shares
+        priv = res.record["privacy"]
+        assert priv["rounds"] == 1 and priv["epsilon_covered"] == (not quantised)
+        if quantised:  # never the Gaussian's number
+            assert np.isnan(row["epsilon_rdp"]) and np.isnan(row["epsilon_pld"])
+            assert row["epsilon_status"].startswith("not covered")
+            assert priv["epsilon_rdp"] == priv["epsilon_pld"] == "not covered"
+            assert "rounded per client" in priv["mechanism"]
+        else:
+            assert row["epsilon_rdp"] >= row["epsilon_pld"] > 0
+            assert priv["epsilon_rdp"] == row["epsilon_rdp"]
     if spec.encryption == "ckks":
         assert row["bytes_up_ciphertext"] > 0 and {"time_encrypt", "time_aggregate", "time_decrypt"} <= set(row)
         assert res.record["bytes_setup"] > 0

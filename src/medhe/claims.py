@@ -340,7 +340,10 @@ def rule_dp_epsilon(c, m):
     r = rows.iloc[0]
     ok = r["epsilon_rdp"] <= c["epsilon_max"] and r["epsilon_pld"] <= c["epsilon_max"]
     return (f"epsilon = {r['epsilon_rdp']:.1f} (RDP), {r['epsilon_pld']:.1f} (PLD) at delta {c['delta']}",
-            REPRODUCED if ok else NOT_REPRODUCED, "no amplification by (1 - s) is applied: top-k selection is not covered")
+            REPRODUCED if ok else NOT_REPRODUCED,
+            "epsilon of the unquantised Gaussian mechanism; no amplification by (1 - s) is applied: top-k "
+            "selection is not covered; MedHE's packed-CKKS and BFV paths round each client's noisy share, which "
+            "this accountant does not cover (their runs report epsilon 'not covered')")
 
 
 def rule_mia(c, m):

@@ -133,6 +133,35 @@ def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: l
     return GaussianShares(std=std, seed=seed, round_=round_)
 
 
+def quantised_noise(spec: MethodSpec, P: Params) -> str | None:
+    """How a DP method's clients round their noisy shares (None: no per-client rounding).
+
+    Packed CKKS and BFV quantise each client's weighted value plus its Gaussian share to a few
+    bits before encryption, so the released sum is not the Gaussian-noised sum and the Gaussian
+    accountant does not cover it (:func:`medhe.privacy.privacy_statement`, ``quantised``).
+    Plaintext and unpacked CKKS release the Gaussian-noised sum.
+    """
+    if not spec.noise:
+        return None
+    if spec.encryption == "bfv":
+        return f"BFV, {P.bfv.value_bits}-bit values"
+    if spec.packing:
+        return f"packed CKKS, {P.ckks.pack_bits}-bit values"
+    return None
+
+
+def _epsilon_columns(accountant, spec: MethodSpec, P: Params) -> dict[str, Any]:
+    """History columns: the accountant's epsilon where it covers the mechanism run, else NaN and why."""
+    quantised = quantised_noise(spec, P)
+    if quantised is not None:
+        from medhe.privacy import NOT_COVERED
+
+        return {"epsilon_rdp": float("nan"), "epsilon_pld": float("nan"),
+                "epsilon_status": f"{NOT_COVERED}: Gaussian shares rounded per client ({quantised})"}
+    return {"epsilon_rdp": accountant.epsilon(accountant="rdp"), "epsilon_pld": accountant.epsilon(accountant="pld"),
+            "epsilon_status": "Gaussian accountant (RDP, PLD)"}
+
+
 def load_dataset(P: Params) -> data.Dataset:
     """The data set ``P.data`` names (the split is fixed by ``P.seed``, not by the trial seed)."""
     options = {"druglib": {"raw_dir": P.data.raw_dir}, "breast_cancer": {"seed": P.seed}}.get(P.data.dataset, {})
@@ -215,8 +244,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         timer.add("evaluate", time.perf_counter() - t)
         if accountant is not None:
             accountant.step()
-            row["epsilon_rdp"] = accountant.epsilon(accountant="rdp")
-            row["epsilon_pld"] = accountant.epsilon(accountant="pld")
+            row.update(_epsilon_columns(accountant, spec, P))
         history.append({**base, "round": r, **row})
     if bar is not None:
         bar.close()
@@ -303,7 +331,8 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
         rec["privacy"] = privacy_statement(
             noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm, rounds=P.train.rounds,
             delta=P.dp.delta, sampling_rate=1.0, num_clients=len(sizes), estimator=ESTIMATOR,
-            sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients))
+            sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients),
+            quantised=quantised_noise(spec, P))
         rec["privacy"]["aggregation_weights"] = weights
         # the std every client's GaussianShares draws with (0 when z = 0)
         rec["privacy"]["noise_std_per_client"] = 0.0 if noise is None else noise.std
