@@ -70,7 +70,10 @@ def quantisation_bound(*, clip_norm: float, weights: Sequence[float], num_values
                        noise_std: float = 0.0, noise_sigmas: float = 4.0) -> float:
     """The range [-b, b] every client quantises against in a round; public inputs only.
 
-    b = signal + noise_sigmas * noise_std, where the signal part is
+    b = signal + noise_sigmas * noise_std, where ``num_values`` is the number of values each client
+    encodes this round: the size of the union of the index sets under ``union`` alignment (not k,
+    and larger than k whenever the clients' index sets differ), the model size under ``dense``.
+    The signal part is
 
     * ``range_factor=None``: the worst case C * w_max (every clipped, weighted value lies inside,
       but a clipped top-k update of k values has typical magnitude C w / sqrt(k), far below one
