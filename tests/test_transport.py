@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from medhe.comm import ByteLedger
 from medhe.fl import methods
 from medhe.fl.ckks_transport import CKKSTransport
 from medhe.fl.bfv_transport import BFVTransport
-from medhe.fl.transport import GaussianShares, Payload, PlainTransport, quantisation_bound
+from medhe.fl.transport import GaussianShares, Payload, PlainTransport, SkellamShares, quantisation_bound
 from medhe.params import CKKSParams
 
 SIZE = 10_000
@@ -163,7 +164,12 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
     row = res.final
     assert row["bytes_up_per_client"] > 0 and row["bytes_down_per_client"] > 0
     assert ("epsilon_rdp" in row) == spec.noise
-    if spec.noise:
+    if spec.noise and spec.dp_mechanism == "skellam":  # integer shares after quantisation: covered
+        priv = res.record["privacy"]
+        assert priv["epsilon_covered"] and "Skellam" in priv["mechanism"] and row["epsilon_status"].startswith("Skellam")
+        assert math.isfinite(row["epsilon_rdp"]) and row["epsilon_rdp"] > 0 and priv["epsilon_rdp"] == row["epsilon_rdp"]
+        assert len(priv["skellam"]["rounds"]) == 1
+    elif spec.noise:
         quantised = spec.encryption == "bfv" or spec.packing  # per-client rounding of the noisy shares
         priv = res.record["privacy"]
         assert priv["rounds"] == 1 and priv["epsilon_covered"] == (not quantised)
@@ -221,3 +227,35 @@ def test_plain_own_alignment_times_index_sets_as_align():
     res, ledger = _round(PlainTransport(size=SIZE, alignment="own"), _payloads(True))
     assert set(res.timings) == {"noise", "align", "aggregate"}
     assert ledger.total(round_=1, category="index") > 0
+
+
+def test_bfv_skellam_round_releases_the_exact_integer_sum_plus_the_summed_shares():
+    """Distributed Skellam under BFV: each client rounds its weighted values to integers of L2 norm <= D2 = s C / n,
+    adds its integer share, and the decrypted sum is exactly sum_i (q_i + share_i) (checked against a reference
+    built here from the public bound); the noise in the released mean has std z C / n in value units."""
+    from medhe.skellam import round_to_l2
+
+    w = [1 / 3] * 3
+    payloads = _payloads(True, seed=2)
+    tr = _bfv_transport(SIZE, 4.0)
+    tr.alignment = "union"
+    noise = SkellamShares(noise_multiplier=1.0, sensitivity=1.0 / 3, seed=5, round_=1)
+    ledger = ByteLedger()
+    tr.setup(ledger, num_clients=3)
+    res = tr.round(payloads, weights=w, noise=noise, ledger=ledger, round_=1)
+    union = ckks.union_index_sets([p.indices for p in payloads])
+    n = union.size
+    bound = quantisation_bound(clip_norm=1.0, weights=w, num_values=n, range_factor=4.0)  # signal only
+    s = 127 / bound
+    l2 = s / 3
+    qs = [round_to_l2(ckks.align_to_union(p.indices, p.values, union) * (1 / 3) * s, l2=l2, levels=127)
+          for p in payloads]
+    assert all(np.linalg.norm(q) <= l2 for q in qs)
+    shares = [noise.draw(i, n, l2=l2, num_clients=3) for i in range(3)]
+    expected = ckks.scatter_dense(union, (sum(qs) + sum(shares)) / s, length=SIZE).astype(np.float32)
+    np.testing.assert_array_equal(res.mean_update, expected)
+    assert res.info["skellam_l2_sensitivity"] == pytest.approx(l2)
+    assert res.info["skellam_variance"] == pytest.approx(l2**2)
+    released_noise = sum(shares) / s
+    assert np.std(released_noise) == pytest.approx(1.0 / 3, rel=0.05)  # z C / n
+    assert ledger.total(round_=1, direction="up", category="ciphertext") > 0

@@ -27,6 +27,7 @@ class MethodSpec:
     encryption: str = "none"  # "none", "ckks" or "bfv" (exact integer aggregation, medhe.bfv)
     packing: bool = False  # CKKS batch packing (quantise + several values per slot)
     alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only
+    dp_mechanism: str = "gaussian"  # "gaussian" shares, or "skellam" integer shares after quantisation (BFV only)
 
     def __post_init__(self) -> None:
         if self.encryption not in ("none", "ckks", "bfv"):
@@ -51,6 +52,12 @@ class MethodSpec:
                              "only on its own positions, so a position selected by m < n clients carries std "
                              "sqrt(m / n) of the calibrated noise; use alignment 'union' or 'dense' for DP")
 
+        if self.dp_mechanism not in ("gaussian", "skellam"):
+            raise ValueError(f"dp_mechanism must be 'gaussian' or 'skellam', got {self.dp_mechanism!r}")
+        if self.dp_mechanism == "skellam" and not (self.noise and self.encryption == "bfv"):
+            raise ValueError(f"method {self.name!r}: the Skellam mechanism adds integer shares to BFV's exact integer "
+                             "sum, so it needs noise=True and encryption='bfv'")
+
     @property
     def dp(self) -> bool:
         return self.noise
@@ -69,6 +76,8 @@ METHODS: dict[str, MethodSpec] = {
     "medhe_no_he": dataclasses.replace(_MEDHE, name="medhe_no_he", encryption="none", packing=False),
     "medhe_no_dp": dataclasses.replace(_MEDHE, name="medhe_no_dp", noise=False),
     "medhe_bfv": dataclasses.replace(_MEDHE, name="medhe_bfv", encryption="bfv", packing=False),
+    "medhe_bfv_skellam": dataclasses.replace(_MEDHE, name="medhe_bfv_skellam", encryption="bfv", packing=False,
+                                             dp_mechanism="skellam"),
     "medhe_bfv_no_dp": dataclasses.replace(_MEDHE, name="medhe_bfv_no_dp", encryption="bfv", packing=False, noise=False),
     "topk": MethodSpec("topk", sparsify=True, error_feedback=True, adaptive=False, alignment="own"),
 }

@@ -25,7 +25,7 @@ import numpy as np
 from medhe import comm, data, model, records
 from medhe.fl import methods
 from medhe.fl.methods import MethodSpec
-from medhe.fl.transport import GaussianShares, Payload, PlainTransport
+from medhe.fl.transport import GaussianShares, Payload, PlainTransport, SkellamShares
 from medhe.params import Params
 
 
@@ -117,7 +117,8 @@ def aggregation_weights(spec: MethodSpec, P: Params, sizes: list[int]) -> list[f
     return weights_for(sizes, dp=spec.noise, num_public=P.data.num_clients)
 
 
-def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]) -> GaussianShares | None:
+def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int,
+              weights: list[float]) -> GaussianShares | SkellamShares | None:
     if not spec.noise or P.dp.noise_multiplier == 0:
         return None
     from medhe.privacy import noise_std_per_client, sensitivity_fixed_denominator
@@ -128,6 +129,9 @@ def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: l
     if not np.allclose(weights, 1.0 / P.data.num_clients, rtol=1e-12, atol=0):
         raise ValueError(f"DP noise is calibrated to the fixed-denominator mean (weights 1/{P.data.num_clients}), "
                          f"got weights {list(weights)!r}; use simulate.aggregation_weights")
+    if spec.dp_mechanism == "skellam":  # integer shares; the transport fixes the integer scale
+        return SkellamShares(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity, seed=seed,
+                             round_=round_)
     std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity,
                                num_clients=len(weights))
     return GaussianShares(std=std, seed=seed, round_=round_)
@@ -141,7 +145,7 @@ def quantised_noise(spec: MethodSpec, P: Params) -> str | None:
     accountant does not cover it (:func:`medhe.privacy.privacy_statement`, ``quantised``).
     Plaintext and unpacked CKKS release the Gaussian-noised sum.
     """
-    if not spec.noise:
+    if not spec.noise or spec.dp_mechanism == "skellam":
         return None
     if spec.encryption == "bfv":
         return f"BFV, {P.bfv.value_bits}-bit values"
@@ -150,8 +154,31 @@ def quantised_noise(spec: MethodSpec, P: Params) -> str | None:
     return None
 
 
-def _epsilon_columns(accountant, spec: MethodSpec, P: Params) -> dict[str, Any]:
-    """History columns: the accountant's epsilon where it covers the mechanism run, else NaN and why."""
+def _make_accountant(spec: MethodSpec, P: Params):
+    """The accountant of a DP method: Gaussian (RDP and PLD) or Skellam (RDP bound); None without DP."""
+    if not spec.noise:
+        return None
+    if spec.dp_mechanism == "skellam":
+        from medhe.skellam import SkellamAccountant
+
+        return SkellamAccountant(delta=P.dp.delta)
+    from medhe.privacy import ClientLevelAccountant
+
+    return ClientLevelAccountant(noise_multiplier=P.dp.noise_multiplier, sampling_rate=1.0, delta=P.dp.delta)
+
+
+def _epsilon_columns(accountant, spec: MethodSpec, P: Params, row: dict[str, Any]) -> dict[str, Any]:
+    """Account one round; history columns: epsilon where an accountant covers the mechanism, else NaN and why."""
+    if spec.dp_mechanism == "skellam":
+        if "skellam_variance" in row:  # z > 0: the transport reports the round's integer sensitivity and variance
+            accountant.add_round(l2=row["skellam_l2_sensitivity"], l1=row["skellam_l1_sensitivity"],
+                                 variance=row["skellam_variance"])
+            eps = accountant.epsilon()
+        else:
+            eps = float("inf")
+        return {"epsilon_rdp": eps, "epsilon_pld": float("nan"),
+                "epsilon_status": "Skellam accountant (RDP bound, Agarwal, Kairouz & Liu 2021)"}
+    accountant.step()
     quantised = quantised_noise(spec, P)
     if quantised is not None:
         from medhe.privacy import NOT_COVERED
@@ -219,12 +246,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     transport = make_transport(spec, P, size=size, num_clients=len(clients))
     ledger = comm.ByteLedger()
     transport.setup(ledger, num_clients=len(clients))
-    accountant = None
-    if spec.noise:
-        from medhe.privacy import ClientLevelAccountant
-
-        accountant = ClientLevelAccountant(noise_multiplier=P.dp.noise_multiplier, sampling_rate=1.0,
-                                           delta=P.dp.delta)
+    accountant = _make_accountant(spec, P)
     base = {"method": method, "seed": seed}
     t = time.perf_counter()
     history = [{**base, "round": 0, **_evaluate(bundle, test_inputs, ds.y_test, P),
@@ -243,8 +265,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         row.update(_evaluate(bundle, test_inputs, ds.y_test, P))
         timer.add("evaluate", time.perf_counter() - t)
         if accountant is not None:
-            accountant.step()
-            row.update(_epsilon_columns(accountant, spec, P))
+            row.update(_epsilon_columns(accountant, spec, P, row))
         history.append({**base, "round": r, **row})
     if bar is not None:
         bar.close()
@@ -334,8 +355,19 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
             sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients),
             quantised=quantised_noise(spec, P))
         rec["privacy"]["aggregation_weights"] = weights
-        # the std every client's GaussianShares draws with (0 when z = 0)
-        rec["privacy"]["noise_std_per_client"] = 0.0 if noise is None else noise.std
+        if spec.dp_mechanism == "skellam":
+            from medhe.skellam import MECHANISM as SKELLAM
+
+            rec["privacy"].update(
+                mechanism=SKELLAM, epsilon_covered=True, epsilon_rdp=accountant.epsilon(),
+                epsilon_pld="not computed (RDP bound only)", skellam=accountant.state_dict(),
+                noise_std_per_client="integer Skellam shares of variance (z * D2)^2 / n per round, "
+                                     "D2 = the round's integer L2 sensitivity (see skellam.rounds)",
+                noise_std_of_sum=None,
+                noise_source=rec["privacy"]["noise_source"].replace("'dp-noise'", "'dp-noise-skellam'"))
+        else:
+            # the std every client's GaussianShares draws with (0 when z = 0)
+            rec["privacy"]["noise_std_per_client"] = 0.0 if noise is None else noise.std
     return rec
 
 

@@ -63,6 +63,39 @@ class GaussianShares:
         return add_gaussian_noise(np.zeros(n, dtype=np.float32), std=self.std, rng=gen)
 
 
+@dataclass(frozen=True)
+class SkellamShares:
+    """Each client's share of distributed Skellam noise (:mod:`medhe.skellam`), added to its *integer*
+    update after quantisation, drawn per (seed, client, round).
+
+    The integer scale (integers per unit value) is fixed by the transport each round, so the shares are
+    drawn through :meth:`draw` with that round's integer L2 sensitivity: the summed noise has variance
+    (z * D2)^2, each of ``num_clients`` shares (z * D2)^2 / num_clients. ``sensitivity`` is the L2
+    sensitivity of the released mean in value units (C / n for the fixed-denominator estimator).
+    """
+
+    noise_multiplier: float
+    sensitivity: float
+    seed: int
+    round_: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
+            raise ValueError(f"noise_multiplier must be finite and > 0, got {self.noise_multiplier!r}")
+        if not (math.isfinite(self.sensitivity) and self.sensitivity > 0):
+            raise ValueError(f"sensitivity must be finite and > 0, got {self.sensitivity!r}")
+
+    def variance(self, l2: float) -> float:
+        """Variance of the summed noise for integer L2 sensitivity ``l2``: (z * l2)^2."""
+        return (self.noise_multiplier * l2) ** 2
+
+    def draw(self, client: int, n: int, *, l2: float, num_clients: int) -> np.ndarray:
+        from medhe.skellam import sample_skellam
+
+        gen = rngmod.generator(self.seed, "dp-noise-skellam", client, self.round_)
+        return sample_skellam(n, variance=self.variance(l2) / num_clients, rng=gen)
+
+
 NoiseFn = GaussianShares
 
 
@@ -103,9 +136,10 @@ def quantisation_bound(*, clip_norm: float, weights: Sequence[float], num_values
     return signal + noise_sigmas * noise_std
 
 
-def noise_std(noise: GaussianShares | None) -> float:
-    """The public per-client noise std of ``noise`` (0 without noise)."""
-    if noise is None:
+def noise_std(noise: GaussianShares | SkellamShares | None) -> float:
+    """The public per-client noise std of ``noise`` that the quantisation range must hold (0 without noise,
+    and 0 for Skellam shares, which are added after quantisation and never rounded or clipped)."""
+    if noise is None or isinstance(noise, SkellamShares):
         return 0.0
     if not isinstance(noise, GaussianShares):
         raise TypeError(f"noise must be a GaussianShares (its std sizes the quantisation range), got {type(noise).__name__}")
