@@ -259,3 +259,25 @@ def test_bfv_skellam_round_releases_the_exact_integer_sum_plus_the_summed_shares
     released_noise = sum(shares) / s
     assert np.std(released_noise) == pytest.approx(1.0 / 3, rel=0.05)  # z C / n
     assert ledger.total(round_=1, direction="up", category="ciphertext") > 0
+
+
+def test_bfv_skellam_keeps_each_clients_integer_vector_within_the_sensitivity():
+    """Nearest rounding alone would inflate the norm: 60,000 entries at 0.51 integer steps (L2 norm 0.98 C before
+    rounding) round to 1 each, norm 245 against the sensitivity D2 = s C / n = 127. The client must shrink
+    until the rounded vector fits, or the accountant's D2 would be false."""
+    size, w = 60_000, [1 / 3] * 3
+    scale = 127 / (1.0 / 3)  # range_factor None: bound C * w_max
+    v = np.full(size, 0.51 / (scale / 3), dtype=np.float32)
+    assert np.linalg.norm(v) <= 1.0
+    tr = _bfv_transport(size, None)
+    noise = SkellamShares(noise_multiplier=1e-9, sensitivity=1.0 / 3, seed=0, round_=1)  # shares ~ 0
+    res, _ = _round_w(tr, [Payload(values=v)] * 3, w, noise)
+    per_client = res.mean_update.astype(np.float64) * scale / 3  # the integer vector each client sent
+    assert res.info["skellam_l2_sensitivity"] == pytest.approx(127.0)
+    assert np.linalg.norm(per_client) <= 127.0 + 1e-6
+
+
+def _round_w(transport, payloads, weights, noise):
+    ledger = ByteLedger()
+    transport.setup(ledger, num_clients=len(payloads))
+    return transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=1), ledger
