@@ -33,7 +33,9 @@ server lowers the noise in the sum (c colluders can subtract their own shares, l
 std sigma sqrt((n - c) / n)). Where a client *rounds* its noisy share before encryption
 (packed CKKS, BFV), the released sum is not a function of the Gaussian-noised sum, and the
 Gaussian accountant does not cover it: :func:`privacy_statement` then reports epsilon as
-"not covered" (``quantised=...``).
+"not covered" (``quantised=...``). The integer path with a covering accountant is BFV with
+the distributed Skellam mechanism (:mod:`medhe.skellam`, method ``medhe_bfv_skellam``): integer
+shares added after quantisation, so the exact integer sum carries the noise.
 
 Accounting reuses Google's ``dp_accounting`` (RDP, Mironov 2017; PLD, Koskela et al. 2020
 / Doroshenko et al. 2022) instead of re-deriving it; RDP and PLD are reported side by side.
