@@ -253,13 +253,15 @@ def noisy_breast_cancer():
     y = full.y_train.copy()
     flip = g.random(len(y)) < 0.3
     y[flip] = 1 - y[flip]
-    a, b, c = np.split(g.permutation(len(y))[:120], 3)
+    perm = g.permutation(len(y))
+    a, b, c = np.split(perm[:120], 3)
+    extra = perm[120:220]  # more held-out records: the offline shadows' pool (each trains on 40, as the target)
 
     def subset(tr: np.ndarray, te: np.ndarray) -> data.Dataset:
         return data.Dataset(name="bc-noisy", kind="tabular", x_train=full.x_train[tr], y_train=y[tr],
                             x_test=full.x_train[te], y_test=y[te], label_names=full.label_names)
 
-    return P, subset(a, b), subset(c, b)
+    return P, subset(a, np.r_[b, extra]), subset(c, b)
 
 
 def test_overfit_model_leaks_and_untrained_model_does_not(noisy_breast_cancer, tmp_path) -> None:
@@ -285,6 +287,13 @@ def test_overfit_model_leaks_and_untrained_model_does_not(noisy_breast_cancer, t
     for attack in ("confidence", "modified_entropy", "learned_logistic"):
         assert auc[attack] >= control_auc[attack] + 0.15, attack
     assert report.worst_case().success_rate >= 0.65
+    # LiRA offline: every shadow trains on as many records as the target, and every attacked record is
+    # OUT for every shadow, calibration and evaluation alike (Carlini et al. 2022)
+    assert report.info["target_train_size"] == 40
+    assert report.info["shadow_train_sizes"]["offline"] == [40] * cfg.n_shadows
+    assert report.info["shadow_out_counts"]["offline"] == {"calibration_min": cfg.n_shadows,
+                                                           "evaluation_min": cfg.n_shadows}
+    assert report.n_members == 40  # the pool of 140 - 80 attacked records leaves room for 40 + 1
     # Results on disk: CSV + JSON only, with the agreed columns
     paths = A.write_report(report, tmp_path)
     frame = report.to_frame()
@@ -310,3 +319,47 @@ def test_evaluate_run_is_deterministic_and_rejects_a_result_from_another_run(noi
     assert first.to_frame().equals(second.to_frame()) and first.roc_frame().equals(second.roc_frame())
     with pytest.raises(ValueError, match="seed"):
         A.evaluate_run(P, method="fedavg", seed=1, dataset=target_ds, result=res, config=cfg)
+
+
+# ------------------------------------------------------------------ worst case chosen on calibration
+
+
+def _result(attack: str, cal_rate: float, eval_rate: float) -> "A.AttackResult":
+    return A.AttackResult(attack=attack, score=attack, success_rate=eval_rate, success_ci=(0.0, 1.0), auc=0.5,
+                          auc_ci=(0.0, 1.0), tpr_at_fpr={}, threshold=0.0, n_members_eval=10, n_nonmembers_eval=10,
+                          fpr=np.array([0.0, 1.0]), tpr=np.array([0.0, 1.0]), calibration_success_rate=cal_rate)
+
+
+def test_worst_case_is_chosen_on_the_calibration_split_and_every_attack_keeps_its_row() -> None:
+    results = (_result("confidence", 0.52, 0.60), _result("entropy", 0.58, 0.49),
+               _result("modified_entropy", 0.50, 0.51), _result("learned_logistic", 0.55, 0.50))
+    report = A.MIAReport(method="m", seed=0, results=results, n_members=20, n_nonmembers=20, config=A.MIAConfig())
+    worst = report.worst_case()
+    assert worst.attack == "entropy" and worst.success_rate == 0.49  # not confidence's 0.60 on evaluation
+    assert report.summary()["worst_case_success_rate"] == 0.49
+    frame = report.to_frame()
+    assert list(frame["attack"]) == list(A.PAPER_ATTACKS)
+    assert list(frame["calibration_success_rate"]) == [0.52, 0.58, 0.50, 0.55]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_worst_case_without_membership_signal_is_unbiased(seed: int) -> None:
+    """No signal (members and non-members from one distribution): choosing the best of the four attacks
+    on the evaluation split itself averages well above 0.5; choosing on calibration does not."""
+    rng = np.random.default_rng(seed)
+    cfg = A.MIAConfig(n_bootstrap=1)
+    chosen, best_on_eval = [], []
+    n = 150
+    for _ in range(120):
+        logits = rng.normal(scale=2.0, size=(2 * n, 2))
+        labels = rng.integers(0, 2, size=2 * n)
+        inp = A.AttackInput.from_logits(logits_members=logits[:n], labels_members=labels[:n],
+                                        logits_nonmembers=logits[n:], labels_nonmembers=labels[n:])
+        cal = np.r_[rng.permutation(n) < n // 2, rng.permutation(n) < n // 2]
+        res = A.run_attacks(inp, calibration=cal, seed=0, config=cfg)
+        report = A.MIAReport(method="m", seed=0, results=res, n_members=n, n_nonmembers=n, config=cfg)
+        chosen.append(report.worst_case().success_rate)
+        best_on_eval.append(max(r.success_rate for r in res))
+    se = np.std(chosen, ddof=1) / np.sqrt(len(chosen))
+    assert abs(np.mean(chosen) - 0.5) < 3 * se + 1e-3
+    assert np.mean(best_on_eval) > 0.5 + 3 * se  # the bias the calibration choice removes

@@ -69,3 +69,40 @@ def test_equal_nonzero_differences_leave_the_t_test_undefined_but_not_wilcoxon()
 def test_missing_column_is_a_clear_error():
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['auc'\]"):
         stats.summarise(_trials(), metrics=["auc"])
+
+
+def _signflip_p(d: np.ndarray) -> tuple[int, float]:
+    """Two-sided Wilcoxon p by enumerating every sign flip of the nonzero |d| (mid-ranks), written out here."""
+    import itertools
+
+    nz = d[d != 0]
+    ranks = sps.rankdata(np.abs(nz))  # mid-ranks for ties
+    observed = ranks[nz > 0].sum()
+    mean = ranks.sum() / 2
+    stats_ = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=len(nz))]
+    extreme = sum(abs(w - mean) >= abs(observed - mean) - 1e-12 for w in stats_)
+    return len(nz), min(1.0, extreme / len(stats_))
+
+
+def test_wilcoxon_reports_the_nonzero_pairs_it_used_and_is_exact_under_ties():
+    """The medhe_no_ef vs medhe case of the full profile: differences [0, 0, .026, .026, .164] leave 3
+    nonzero pairs with a tie; the test runs on those 3, says so, and its p is the sign-flip p (0.25)."""
+    diffs = np.array([0.0, 0.0, 0.026, 0.026, 0.164])
+    base = np.array([0.80, 0.81, 0.79, 0.82, 0.70])
+    df = pd.DataFrame([{"method": m, "seed": s, "accuracy": b + (d if m == "a" else 0.0)}
+                       for m in ("a", "b") for s, (b, d) in enumerate(zip(base, diffs))])
+    t = stats.paired_tests(df, a="a", b="b", metrics=["accuracy"]).iloc[0]
+    assert t["n_pairs"] == 5 and t["n_wilcoxon"] == 3
+    n, p = _signflip_p(df[df.method == "a"].accuracy.to_numpy() - df[df.method == "b"].accuracy.to_numpy())
+    assert n == 3 and t["p_wilcoxon"] == pytest.approx(p) == pytest.approx(0.25)
+    assert "zero differences dropped" in t["wilcoxon_method"] and "exact" in t["wilcoxon_method"]
+
+
+def test_wilcoxon_with_ties_and_mixed_signs_equals_the_enumerated_sign_flip_p():
+    d = np.array([0.026, -0.026, 0.164, 0.026, -0.03, 0.0, 0.05])
+    df = pd.DataFrame([{"method": m, "seed": s, "accuracy": 0.5 + (x if m == "a" else 0.0)}
+                       for m in ("a", "b") for s, x in enumerate(d)])
+    t = stats.paired_tests(df, a="a", b="b", metrics=["accuracy"]).iloc[0]
+    n, p = _signflip_p(df[df.method == "a"].accuracy.to_numpy() - df[df.method == "b"].accuracy.to_numpy())
+    assert t["n_wilcoxon"] == n == 6
+    assert t["p_wilcoxon"] == pytest.approx(p)

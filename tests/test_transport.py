@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from medhe.comm import ByteLedger
 from medhe.fl import methods
 from medhe.fl.ckks_transport import CKKSTransport
 from medhe.fl.bfv_transport import BFVTransport
-from medhe.fl.transport import GaussianShares, Payload, PlainTransport, quantisation_bound
+from medhe.fl.transport import GaussianShares, Payload, PlainTransport, SkellamShares, quantisation_bound
 from medhe.params import CKKSParams
 
 SIZE = 10_000
@@ -163,9 +164,23 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
     row = res.final
     assert row["bytes_up_per_client"] > 0 and row["bytes_down_per_client"] > 0
     assert ("epsilon_rdp" in row) == spec.noise
-    if spec.noise:
-        assert row["epsilon_rdp"] >= row["epsilon_pld"] > 0
-        assert res.record["privacy"]["rounds"] == 1
+    if spec.noise and spec.dp_mechanism == "skellam":  # integer shares after quantisation: covered
+        priv = res.record["privacy"]
+        assert priv["epsilon_covered"] and "Skellam" in priv["mechanism"] and row["epsilon_status"].startswith("Skellam")
+        assert math.isfinite(row["epsilon_rdp"]) and row["epsilon_rdp"] > 0 and priv["epsilon_rdp"] == row["epsilon_rdp"]
+        assert len(priv["skellam"]["rounds"]) == 1
+    elif spec.noise:
+        quantised = spec.encryption == "bfv" or spec.packing  # per-client rounding of the noisy shares
+        priv = res.record["privacy"]
+        assert priv["rounds"] == 1 and priv["epsilon_covered"] == (not quantised)
+        if quantised:  # never the Gaussian's number
+            assert np.isnan(row["epsilon_rdp"]) and np.isnan(row["epsilon_pld"])
+            assert row["epsilon_status"].startswith("not covered")
+            assert priv["epsilon_rdp"] == priv["epsilon_pld"] == "not covered"
+            assert "rounded per client" in priv["mechanism"]
+        else:
+            assert row["epsilon_rdp"] >= row["epsilon_pld"] > 0
+            assert priv["epsilon_rdp"] == row["epsilon_rdp"]
     if spec.encryption == "ckks":
         assert row["bytes_up_ciphertext"] > 0 and {"time_encrypt", "time_aggregate", "time_decrypt"} <= set(row)
         assert res.record["bytes_setup"] > 0
@@ -209,6 +224,60 @@ def test_every_transport_times_alignment_and_noise_under_the_same_phase_names(tr
 
 
 def test_plain_own_alignment_times_index_sets_as_align():
-    res, ledger = _round(PlainTransport(size=SIZE, alignment="own"), _payloads(True), noise=_noise)
+    res, ledger = _round(PlainTransport(size=SIZE, alignment="own"), _payloads(True))
     assert set(res.timings) == {"noise", "align", "aggregate"}
     assert ledger.total(round_=1, category="index") > 0
+
+
+def test_bfv_skellam_round_releases_the_exact_integer_sum_plus_the_summed_shares():
+    """Distributed Skellam under BFV: each client rounds its weighted values to integers of L2 norm <= D2 = s C / n,
+    adds its integer share, and the decrypted sum is exactly sum_i (q_i + share_i) (checked against a reference
+    built here from the public bound); the noise in the released mean has std z C / n in value units."""
+    from medhe.skellam import round_to_l2
+
+    w = [1 / 3] * 3
+    payloads = _payloads(True, seed=2)
+    tr = _bfv_transport(SIZE, 4.0)
+    tr.alignment = "union"
+    noise = SkellamShares(noise_multiplier=1.0, sensitivity=1.0 / 3, seed=5, round_=1)
+    ledger = ByteLedger()
+    tr.setup(ledger, num_clients=3)
+    res = tr.round(payloads, weights=w, noise=noise, ledger=ledger, round_=1)
+    union = ckks.union_index_sets([p.indices for p in payloads])
+    n = union.size
+    bound = quantisation_bound(clip_norm=1.0, weights=w, num_values=n, range_factor=4.0)  # signal only
+    s = 127 / bound
+    l2 = s / 3
+    qs = [round_to_l2(ckks.align_to_union(p.indices, p.values, union) * (1 / 3) * s, l2=l2, levels=127)
+          for p in payloads]
+    assert all(np.linalg.norm(q) <= l2 for q in qs)
+    shares = [noise.draw(i, n, l2=l2, num_clients=3) for i in range(3)]
+    expected = ckks.scatter_dense(union, (sum(qs) + sum(shares)) / s, length=SIZE).astype(np.float32)
+    np.testing.assert_array_equal(res.mean_update, expected)
+    assert res.info["skellam_l2_sensitivity"] == pytest.approx(l2)
+    assert res.info["skellam_variance"] == pytest.approx(l2**2)
+    released_noise = sum(shares) / s
+    assert np.std(released_noise) == pytest.approx(1.0 / 3, rel=0.05)  # z C / n
+    assert ledger.total(round_=1, direction="up", category="ciphertext") > 0
+
+
+def test_bfv_skellam_keeps_each_clients_integer_vector_within_the_sensitivity():
+    """Nearest rounding alone would inflate the norm: 60,000 entries at 0.51 integer steps (L2 norm 0.98 C before
+    rounding) round to 1 each, norm 245 against the sensitivity D2 = s C / n = 127. The client must shrink
+    until the rounded vector fits, or the accountant's D2 would be false."""
+    size, w = 60_000, [1 / 3] * 3
+    scale = 127 / (1.0 / 3)  # range_factor None: bound C * w_max
+    v = np.full(size, 0.51 / (scale / 3), dtype=np.float32)
+    assert np.linalg.norm(v) <= 1.0
+    tr = _bfv_transport(size, None)
+    noise = SkellamShares(noise_multiplier=1e-9, sensitivity=1.0 / 3, seed=0, round_=1)  # shares ~ 0
+    res, _ = _round_w(tr, [Payload(values=v)] * 3, w, noise)
+    per_client = res.mean_update.astype(np.float64) * scale / 3  # the integer vector each client sent
+    assert res.info["skellam_l2_sensitivity"] == pytest.approx(127.0)
+    assert np.linalg.norm(per_client) <= 127.0 + 1e-6
+
+
+def _round_w(transport, payloads, weights, noise):
+    ledger = ByteLedger()
+    transport.setup(ledger, num_clients=len(payloads))
+    return transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=1), ledger

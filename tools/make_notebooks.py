@@ -125,8 +125,14 @@ NOTEBOOKS = {
                  "          for z in (P.dp.noise_multiplier, needed[\"rdp\"])]\n"
                  "eps = pd.DataFrame([row for curve in curves for row in curve])\n"
                  "os.makedirs(f\"{base}/privacy\", exist_ok=True)\neps.to_csv(f\"{base}/privacy/epsilon.csv\", index=False)\neps"),
+        ("md", "The statement for the unquantised paths (plaintext, unpacked CKKS): the fixed-denominator mean of\n"
+               "DP-FedAvg, sensitivity C / n. Packed CKKS and BFV with Gaussian shares round each client's noisy\n"
+               "share and report epsilon as not covered; BFV with Skellam shares has its own accountant (run records)."),
         ("code", "statement = privacy.privacy_statement(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm,\n"
-                 "                                     num_clients=P.data.num_clients, rounds=P.train.rounds, delta=P.dp.delta)\n"
+                 "                                     num_clients=P.data.num_clients, rounds=P.train.rounds, delta=P.dp.delta,\n"
+                 "                                     estimator=privacy.ESTIMATOR,\n"
+                 "                                     sensitivity=privacy.sensitivity_fixed_denominator(\n"
+                 "                                         clip_norm=P.dp.clip_norm, num_public=P.data.num_clients))\n"
                  "statement[\"noise_multiplier_for_target\"] = {\"target_epsilon\": target_epsilon, **needed}\n"
                  "records.write_json(f\"{base}/privacy/statement.json\", statement)\nstatement"),
     ],

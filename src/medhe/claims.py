@@ -455,7 +455,9 @@ def rule_p_value(c, m):
         if len(rows):
             tr = rows.iloc[0]
             tt = "undefined" if pd.isna(tr["p_ttest"]) else f"{tr['p_ttest']:.3g}"
-            wil = "n/a" if pd.isna(tr["p_wilcoxon"]) else f"{tr['p_wilcoxon']:.3g}"
+            used = (f" over {int(tr['n_wilcoxon'])} nonzero pairs"
+                    if "n_wilcoxon" in tr and pd.notna(tr["n_wilcoxon"]) else "")
+            wil = "n/a" if pd.isna(tr["p_wilcoxon"]) else f"{tr['p_wilcoxon']:.3g}{used}"
             measured += f"; paired t-test p = {tt} (paper: {c['p']:g}), Wilcoxon p = {wil}"
     sub = "" if m.profile == "paper" else "judged on the substitute data and model of this profile"
     if r["equivalent"]:
@@ -509,7 +511,10 @@ def rule_dp_epsilon(c, m):
     r = rows.iloc[0]
     ok = r["epsilon_rdp"] <= c["epsilon_max"] and r["epsilon_pld"] <= c["epsilon_max"]
     return (f"epsilon = {r['epsilon_rdp']:.1f} (RDP), {r['epsilon_pld']:.1f} (PLD) at delta {c['delta']}",
-            REPRODUCED if ok else NOT_REPRODUCED, "no amplification by (1 - s) is applied: top-k selection is not covered")
+            REPRODUCED if ok else NOT_REPRODUCED,
+            "epsilon of the unquantised Gaussian mechanism; no amplification by (1 - s) is applied: top-k "
+            "selection is not covered; MedHE's packed-CKKS and BFV paths round each client's noisy share, which "
+            "this accountant does not cover (their runs report epsilon 'not covered')")
 
 
 def _lira_note(m: Measured) -> str:

@@ -1,27 +1,54 @@
 """Client-level differential privacy: clipping, distributed Gaussian noise, accounting.
 
 Implements step 4 of MedHE (arXiv 2511.09043): each client clips its update to L2 norm C
-and adds Gaussian noise; privacy is stated at the client level over T rounds. The
-mechanism is the client-level Gaussian mechanism of McMahan et al. (2018, "DP-FedAvg"):
-the released quantity is the *sum* of n clipped updates plus N(0, (z C)^2 I), which has
-sensitivity C under the add/remove-one-client relation, hence noise multiplier z.
+and adds Gaussian noise; privacy is stated at the client level over T rounds, under the
+**add/remove-one-client** neighbouring relation (a client's whole local dataset).
+
+Estimator and sensitivity. A DP method releases the *fixed-denominator* estimator of
+DP-FedAvg (McMahan et al. 2018, "Learning Differentially Private Recurrent Language
+Models", the estimator f~_f with every weight w_k = 1 and the public denominator W = n):
+
+    u = (1 / n) * sum_i clip_C(x_i) + N(0, sigma^2 I),
+
+where n is the *public* number of clients the federation is configured for
+(``data.num_clients``), not the number whose data happens to be present. Adding or removing
+one client changes the sum by one clipped update and leaves the denominator alone, so the
+L2 sensitivity of u is exactly C / n (:func:`sensitivity_fixed_denominator`) and the noise is
+sigma = z C / n (noise multiplier z). Non-DP methods (FedAvg and the rest) keep the
+size-weighted mean sum_i (s_i / S) x_i unchanged (:func:`aggregation_weights`).
+
+Why not calibrate the size-weighted mean instead: removing client j moves it by
+w_j (mean of the others - x_j), of norm up to 2 w_j C; adding a client of size s moves it by
+up to 2 C s / (S + s), which tends to 2 C for a large client. Its add/remove sensitivity is
+therefore 2 C (10 times C / n at n = 5), or else depends on the clients' private sizes.
+The fixed denominator keeps C / n with no assumption on sizes; the price is a biased
+estimate when fewer than n clients report (a dropout pulls the mean towards zero), and
+equal weights instead of size weights (identical for the IID partition, not for Dirichlet).
 
 Under homomorphic encryption the server never sees an individual update, so the noise is
-added by the clients in a distributed way: each adds N(0, (z C)^2 / n) and the sum of n
-independent shares has std z C (:func:`noise_std_per_client`). This assumes all n clients
+added by the clients in a distributed way: each adds N(0, sigma^2 / n) and the sum of n
+independent shares has std sigma (:func:`noise_std_per_client`). This assumes all n clients
 are honest and participate in every round; a client that drops out or colludes with the
 server lowers the noise in the sum (c colluders can subtract their own shares, leaving
-std z C sqrt((n - c) / n)).
+std sigma sqrt((n - c) / n)). Where a client *rounds* its noisy share before encryption
+(packed CKKS, BFV), the released sum is not a function of the Gaussian-noised sum, and the
+Gaussian accountant does not cover it: :func:`privacy_statement` then reports epsilon as
+"not covered" (``quantised=...``). The integer path with a covering accountant is BFV with
+the distributed Skellam mechanism (:mod:`medhe.skellam`, method ``medhe_bfv_skellam``): integer
+shares added after quantisation, so the exact integer sum carries the noise.
 
 Accounting reuses Google's ``dp_accounting`` (RDP, Mironov 2017; PLD, Koskela et al. 2020
 / Doroshenko et al. 2022) instead of re-deriving it; RDP and PLD are reported side by side.
-``dp_accounting``'s Gaussian event is for sensitivity 1, so its parameter is z = std / C.
+``dp_accounting``'s Gaussian event is for sensitivity 1, so its parameter is
+z = std of the summed noise / sensitivity.
 
 Warning:
     This is a simulation. Noise is drawn from numpy's PCG64 through an explicit
-    ``np.random.Generator``; that is reproducible but not a cryptographically secure RNG,
-    and floating-point Gaussian sampling is open to the attacks Opacus's ``secure_mode``
-    documents. Do not deploy it as a privacy mechanism.
+    ``np.random.Generator`` seeded by (seed, client, round) (:data:`NOISE_SOURCE`): reproducible,
+    which is what experiments need, but anyone who knows the seed can regenerate the noise and
+    subtract it, so the guarantee holds only while the seed is secret. PCG64 is not a
+    cryptographically secure RNG, and floating-point Gaussian sampling is open to the attacks
+    Opacus's ``secure_mode`` documents. Do not deploy it as a privacy mechanism.
 
 >>> round(epsilon(noise_multiplier=1.1, sampling_rate=1.0, rounds=3, delta=1e-5), 4)
 8.0391
@@ -41,17 +68,25 @@ from dp_accounting import pld, rdp
 __all__ = [
     "ClientLevelAccountant",
     "add_gaussian_noise",
+    "aggregation_weights",
     "clip_l2",
     "epsilon",
     "noise_for_epsilon",
     "noise_std_per_client",
     "privacy_statement",
+    "sensitivity_fixed_denominator",
 ]
 
 Accountant = Literal["rdp", "pld"]
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
 MECHANISM = "client-level Gaussian mechanism, noise distributed among clients"
 _NEIGHBOURING = "add_or_remove_one_client"
+ESTIMATOR = ("fixed-denominator mean (DP-FedAvg, McMahan et al. 2018): sum_i clip_C(x_i) / n, "
+             "n = the public number of clients (data.num_clients)")
+NOISE_SOURCE = ("numpy PCG64 through medhe.rng.generator(seed, 'dp-noise', client, round): reproducible, "
+                "not cryptographically secure; anyone who knows the seed can regenerate and subtract the "
+                "noise, so the guarantee assumes the seed is secret")
+NOT_COVERED = "not covered"
 
 
 # --------------------------------------------------------------------------- checks
@@ -138,32 +173,80 @@ def clip_l2(x: np.ndarray, *, max_norm: float) -> tuple[np.ndarray, float]:
     return clipped, norm
 
 
-def noise_std_per_client(*, noise_multiplier: float, clip_norm: float, num_clients: int) -> float:
-    """Per-client noise std ``z C / sqrt(n)`` of the distributed Gaussian mechanism.
+def noise_std_per_client(*, noise_multiplier: float, sensitivity: float, num_clients: int) -> float:
+    """Per-client noise std ``z * sensitivity / sqrt(n)`` of the distributed Gaussian mechanism.
 
-    Each of n clients adds N(0, (z C)^2 / n); the sum of the n shares is N(0, (z C)^2), the
-    noise of the central client-level Gaussian mechanism (McMahan et al. 2018) on the sum
-    of clipped updates. Assumes all n clients are honest and participate.
+    Each of n clients adds N(0, (z S)^2 / n); the sum of the n shares is N(0, (z S)^2), the
+    noise of the central Gaussian mechanism with L2 sensitivity S (S = C for the sum of clipped
+    updates, S = C / n for the fixed-denominator mean, :func:`sensitivity_fixed_denominator`).
+    Assumes all n clients are honest and participate.
 
     Args:
         noise_multiplier: z >= 0.
-        clip_norm: C > 0.
+        sensitivity: S > 0, the L2 sensitivity of the released quantity.
         num_clients: n >= 1, the number of clients whose shares are summed.
 
     Returns:
         The std each client uses.
 
     Raises:
-        ValueError: On a negative z, non-positive C or n < 1.
+        ValueError: On a negative z, non-positive S or n < 1.
 
-    >>> noise_std_per_client(noise_multiplier=1.0, clip_norm=2.0, num_clients=4)
+    >>> noise_std_per_client(noise_multiplier=1.0, sensitivity=2.0, num_clients=4)
     1.0
     """
     z = _check_noise_multiplier(noise_multiplier)
-    c = _check_positive("clip_norm", clip_norm)
+    c = _check_positive("sensitivity", sensitivity)
     if isinstance(num_clients, bool) or not isinstance(num_clients, (int, np.integer)) or num_clients < 1:
         raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
     return z * c / math.sqrt(int(num_clients))
+
+
+def aggregation_weights(sizes: list[int], *, dp: bool, num_public: int) -> list[float]:
+    """Weights w_i of the released aggregate sum_i w_i x_i, one per client present.
+
+    Non-DP methods: FedAvg's size weights s_i / sum(s) (McMahan et al. 2017). DP methods: the
+    fixed public denominator of DP-FedAvg (McMahan et al. 2018), w_i = 1 / ``num_public``, so the
+    weights do not depend on who is present and the sensitivity is C / ``num_public``
+    (:func:`sensitivity_fixed_denominator`). Without dropouts they sum to 1.
+
+    Args:
+        sizes: Records per client present this round.
+        dp: Whether the method adds DP noise.
+        num_public: The public number of clients n the federation is configured for
+            (>= ``len(sizes)``).
+
+    Returns:
+        One weight per client.
+
+    Raises:
+        ValueError: On an empty ``sizes``, a negative size, or ``num_public < len(sizes)``.
+
+    >>> aggregation_weights([1, 3], dp=False, num_public=2), aggregation_weights([1, 3], dp=True, num_public=2)
+    ([0.25, 0.75], [0.5, 0.5])
+    """
+    if len(sizes) == 0 or min(sizes) < 0 or sum(sizes) <= 0:
+        raise ValueError(f"sizes must be non-negative with a positive sum, got {list(sizes)!r}")
+    if isinstance(num_public, bool) or not isinstance(num_public, (int, np.integer)) or num_public < len(sizes):
+        raise ValueError(f"num_public must be an integer >= the {len(sizes)} clients present, got {num_public!r}")
+    if dp:
+        return [1.0 / int(num_public)] * len(sizes)
+    return [s / sum(sizes) for s in sizes]
+
+
+def sensitivity_fixed_denominator(*, clip_norm: float, num_public: int) -> float:
+    """L2 sensitivity C / n of the fixed-denominator mean under add/remove one client.
+
+    Adding or removing one client adds or removes one update of norm <= C to the sum, and the
+    public denominator n does not change (McMahan et al. 2018).
+
+    >>> sensitivity_fixed_denominator(clip_norm=1.0, num_public=5)
+    0.2
+    """
+    c = _check_positive("clip_norm", clip_norm)
+    if isinstance(num_public, bool) or not isinstance(num_public, (int, np.integer)) or num_public < 1:
+        raise ValueError(f"num_public must be an integer >= 1, got {num_public!r}")
+    return c / int(num_public)
 
 
 def add_gaussian_noise(x: np.ndarray, *, std: float, rng: np.random.Generator) -> np.ndarray:
@@ -406,14 +489,16 @@ CAVEATS: tuple[str, ...] = (
     "NOT applied and NOT claimed here; no such amplification theorem is used.",
     "The error-feedback residual stays on the client and is never released; it does carry "
     "past updates into later rounds, which the per-round clipping bounds.",
-    "Noise is distributed: each client adds N(0, (zC)^2/n), so the sum has std zC only if "
+    "Noise is distributed: each client adds N(0, sigma^2/n), so the sum has std sigma only if "
     "all n clients are honest and participate; dropouts or colluders reduce the noise.",
-    "Sensitivity C holds for the unweighted sum of clipped updates under add/remove-one-"
-    "client; weighting updates before summing, or the replace-one relation (sensitivity 2C), "
-    "needs a different noise scale.",
+    "The sensitivity is that of the released estimator under add/remove-one-client: C for the "
+    "sum of clipped updates, C/n for the fixed-denominator mean of DP-FedAvg; the size-weighted "
+    "FedAvg mean has sensitivity up to 2C under that relation and is not what a DP run releases.",
     "No amplification by sampling: every client takes part every round unless sampling_rate < 1.",
-    "Simulation RNG is numpy PCG64, not a cryptographically secure RNG; floating-point "
-    "Gaussian sampling is not hardened (cf. Opacus secure_mode).",
+    "The noise is seeded by (seed, client, round): anyone who knows the seed can regenerate and "
+    "subtract it, so the guarantee assumes the seed is secret. Simulation RNG is numpy PCG64, "
+    "not a cryptographically secure RNG; floating-point Gaussian sampling is not hardened "
+    "(cf. Opacus secure_mode).",
 )
 
 
@@ -425,6 +510,9 @@ def privacy_statement(
     rounds: int,
     delta: float,
     sampling_rate: float = 1.0,
+    sensitivity: float | None = None,
+    estimator: str = "sum of clipped updates",
+    quantised: str | None = None,
 ) -> dict[str, Any]:
     """What one run's DP guarantee is, and is not, as a flat JSON-serialisable dict.
 
@@ -432,25 +520,45 @@ def privacy_statement(
     et al. (2018), epsilon by RDP and PLD (``dp_accounting``), with explicit caveats.
 
     Args:
-        noise_multiplier: z >= 0, std of the summed noise divided by C.
+        noise_multiplier: z >= 0, std of the summed noise divided by the sensitivity.
         clip_norm: C > 0.
         num_clients: n >= 1 clients sharing the noise.
         rounds: T >= 1.
         delta: Target delta in (0, 1).
         sampling_rate: q in (0, 1]; 1.0 (the default) means all clients every round.
+        sensitivity: L2 sensitivity S of the released ``estimator`` under add/remove one client;
+            None means C (the sum of clipped updates).
+        estimator: What is released, in words (e.g. :data:`ESTIMATOR`).
+        quantised: None when the released sum is the Gaussian-noised sum (plaintext, unpacked
+            CKKS). Otherwise a description of the per-client rounding (e.g. "BFV, 8-bit"): each
+            client clips and rounds its own noisy share, the released sum is not a function of
+            the Gaussian-noised sum, and epsilon is reported as ``"not covered"``.
 
     Returns:
-        A dict with the unit of privacy, neighbouring relation, mechanism, parameters,
-        per-client and total noise std, epsilon by RDP and PLD, accountant names, the
-        ``dp_accounting`` version and a list of caveats.
+        A dict with the unit of privacy, neighbouring relation, mechanism, estimator,
+        sensitivity, parameters, per-client and total noise std, epsilon by RDP and PLD (or
+        ``"not covered"``), accountant names, the ``dp_accounting`` version, the noise source and
+        a list of caveats.
     """
-    per_client = noise_std_per_client(noise_multiplier=noise_multiplier, clip_norm=clip_norm, num_clients=num_clients)
+    sens = _check_positive("clip_norm", clip_norm) if sensitivity is None else _check_positive("sensitivity", sensitivity)
+    per_client = noise_std_per_client(noise_multiplier=noise_multiplier, sensitivity=sens, num_clients=num_clients)
     common = dict(noise_multiplier=noise_multiplier, sampling_rate=sampling_rate, rounds=rounds, delta=delta)
     q = _check_sampling_rate(sampling_rate)
+    if quantised is None:
+        mechanism = MECHANISM
+        eps_rdp: float | str = epsilon(**common, accountant="rdp")
+        eps_pld: float | str = epsilon(**common, accountant="pld")
+    else:
+        mechanism = (f"Gaussian shares rounded per client ({quantised}): each client adds N(0, sigma^2/n), clips "
+                     "to the quantisation range and rounds; no accountant covers this mechanism")
+        eps_rdp = eps_pld = NOT_COVERED
     return {
         "unit_of_privacy": "client (a client's whole local dataset)",
         "neighbouring_relation": _NEIGHBOURING,
-        "mechanism": MECHANISM,
+        "mechanism": mechanism,
+        "epsilon_covered": quantised is None,
+        "estimator": estimator,
+        "sensitivity": sens,
         "sampling": "all clients every round (q = 1, no amplification by sampling)"
         if q == 1.0
         else f"Poisson sampling of clients with q = {q}",
@@ -461,15 +569,16 @@ def privacy_statement(
         "rounds": int(rounds),
         "delta": float(delta),
         "noise_std_per_client": per_client,
-        "noise_std_of_sum": float(noise_multiplier) * float(clip_norm),
-        "epsilon_rdp": epsilon(**common, accountant="rdp"),
-        "epsilon_pld": epsilon(**common, accountant="pld"),
+        "noise_std_of_sum": float(noise_multiplier) * sens,
+        "epsilon_rdp": eps_rdp,
+        "epsilon_pld": eps_pld,
         "accountants": {
             "rdp": "dp_accounting.rdp.RdpAccountant (default orders)",
             "pld": "dp_accounting.pld.PLDAccountant (pessimistic, discretization 1e-4)",
         },
         "dp_accounting_version": importlib.metadata.version("dp-accounting"),
-        "rng": "numpy PCG64 via explicit np.random.Generator (not cryptographically secure)",
+        "noise_source": NOISE_SOURCE,
+        "seed_must_be_secret": True,
         "caveats": list(CAVEATS),
     }
 

@@ -12,7 +12,11 @@ The maths is in pure functions (:func:`num_kept`, :func:`kth_largest_magnitude`,
 :func:`topk_indices`); the per-client state (residual, threshold, density history) is in
 :class:`TopKSparsifier`. Update vectors are 1-D floating numpy arrays (the flattened model
 delta of one client for one round, up to ~67 M entries), so selection uses
-``np.partition`` (O(n)) and never a full sort.
+``np.partition`` (O(n)) and never a full sort. Top-k runs over the whole flattened model
+(one global k and one threshold), whereas the author's code takes k per tensor: a
+difference from the paper's implementation. With the EMA threshold the number kept is not
+k: the smoothed threshold lags the shrinking updates, so later rounds can keep many times k
+(the run records the density per round).
 
 >>> x = np.array([0.1, -3.0, 2.0, 0.5, -2.0], dtype=np.float32)
 >>> sp = TopKSparsifier(size=5, sparsity=0.6, adaptive=False)

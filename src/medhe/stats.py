@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats as sps
 
 DDOF = 1
+MAX_EXACT_WILCOXON = 20  # nonzero pairs up to which the Wilcoxon p enumerates all 2^m sign flips
 
 
 def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -54,8 +55,15 @@ def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str]
     """Paired comparison of methods ``a`` and ``b`` over the seeds both ran.
 
     Per metric: number of pairs, mean difference (a - b), the paired t-test (two-sided,
-    ``scipy.stats.ttest_rel``) as the paper reports it, and the Wilcoxon signed-rank test
-    (exact two-sided; with 5 pairs its smallest possible p is 0.0625). Tests that cannot be
+    ``scipy.stats.ttest_rel``) as the paper reports it, and the Wilcoxon signed-rank test.
+
+    Wilcoxon: pairs with a zero difference are dropped (Wilcoxon's own rule,
+    ``zero_method="wilcox"``), and ``n_wilcoxon`` says how many nonzero pairs the test used
+    (with 5 pairs, all nonzero, the smallest possible p is 0.0625; with 3 it is 0.25). Tied
+    |differences| get mid-ranks, and the two-sided p is the exact sign-flip permutation
+    p-value over all 2^m sign assignments of the m nonzero pairs (valid with ties, unlike the
+    tabulated exact distribution); above ``MAX_EXACT_WILCOXON`` pairs the normal approximation
+    with tie correction. ``wilcoxon_method`` names which. Tests that cannot be
     computed (fewer than 2 pairs, all differences zero) give NaN with a note. When every
     pair differs by the same nonzero amount the differences have zero variance, so the
     t statistic is undefined (scipy returns +-inf and p = 0); it is NaN with a note, and the
@@ -72,7 +80,8 @@ def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str]
         d = x - y
         row = {"a": a, "b": b, "metric": metric, "n_pairs": len(common), "mean_a": float(np.mean(x)) if len(x) else np.nan,
                "mean_b": float(np.mean(y)) if len(y) else np.nan, "mean_diff": float(np.mean(d)) if len(d) else np.nan,
-               "t": np.nan, "p_ttest": np.nan, "w": np.nan, "p_wilcoxon": np.nan, "note": ""}
+               "t": np.nan, "p_ttest": np.nan, "w": np.nan, "p_wilcoxon": np.nan,
+               "n_wilcoxon": int(np.count_nonzero(d)), "wilcoxon_method": "", "note": ""}
         if len(common) < 2:
             row["note"] = "fewer than 2 paired trials"
         elif np.all(d == 0):
@@ -83,8 +92,12 @@ def paired_tests(trials: pd.DataFrame, *, a: str, b: str, metrics: Sequence[str]
             else:
                 t = sps.ttest_rel(x, y)
                 row.update(t=float(t.statistic), p_ttest=float(t.pvalue))
-            w = sps.wilcoxon(x, y, method="exact" if len(common) <= 25 else "auto")
-            row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue))
+            exact = row["n_wilcoxon"] <= MAX_EXACT_WILCOXON
+            method = sps.PermutationMethod(n_resamples=np.inf) if exact else "approx"
+            w = sps.wilcoxon(d, zero_method="wilcox", method=method)
+            row.update(w=float(w.statistic), p_wilcoxon=float(w.pvalue),
+                       wilcoxon_method=("exact sign-flip permutation, mid-ranks" if exact else
+                                        "normal approximation, tie correction") + ", zero differences dropped")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -11,11 +11,20 @@ Protocol (reviewer-facing; see also the package docstring):
    is computed on evaluation records only.
 3. Success rate = balanced accuracy on the evaluation split at the calibration
    threshold; AUC and TPR at fixed FPRs on the evaluation split; stratified
-   bootstrap CIs (stream ``"mia-bootstrap"``).
+   bootstrap CIs (stream ``"mia-bootstrap"``). The worst-case attack is the one with
+   the highest success rate on the *calibration* split; its evaluation numbers are
+   reported, and every attack keeps its own row.
 4. LiRA shadows are trained by :func:`medhe.fl.run` with the target's parameters.
-   Offline pool = every record of the data set (train and test) **except the
-   evaluation records**, so every evaluation record is OUT for every offline shadow.
-   Online pool = every record; each record is IN for half of the shadows.
+   Offline (Carlini et al. 2022 use shadows trained on as many records as the target):
+   pool = every record of the data set (train and test) **except every attacked record**
+   (calibration and evaluation), and each shadow trains on exactly as many records as
+   the target (``len(dataset.y_train)``), drawn without replacement from the pool (stream
+   ``"mia-shadow-offline"``). Every attacked record is therefore OUT for every shadow, so
+   calibration and evaluation scores have the same spread. To leave room for that, the
+   members and non-members are capped at ``(n_all - n_train - 1) // 2`` per side when
+   offline LiRA runs. Online pool = every record; each record is IN for
+   ``round(shadow_keep * n_shadows)`` shadows (shadow sizes equal the target's only in
+   expectation, and only if ``shadow_keep`` = n_train / n_all).
 """
 
 from __future__ import annotations
@@ -131,7 +140,8 @@ def evaluate_scores(attack: str, scores: np.ndarray, is_member: np.ndarray, cali
                         success_rate=mt.balanced_accuracy(s_eval >= threshold, y_eval), success_ci=ci["success_rate"],
                         auc=auc, auc_ci=ci["auc"], tpr_at_fpr=tprs, threshold=float(threshold),
                         n_members_eval=int(y_eval.sum()), n_nonmembers_eval=n_neg, fpr=fpr, tpr=tpr,
-                        warnings=tuple(warn))
+                        warnings=tuple(warn),
+                        calibration_success_rate=mt.balanced_accuracy(s[cal] >= threshold, y[cal]))
 
 
 def learned_attack_scores(features: np.ndarray, is_member: np.ndarray, calibration: np.ndarray) -> np.ndarray:
@@ -245,28 +255,54 @@ def attack_input(P: Params, weights: np.ndarray, *, dataset: Dataset, split: Mem
     return _input_from_logits(logits, y_all[query], n_members=len(split.members))
 
 
+def offline_shadow_sets(pool: np.ndarray, *, train_size: int, n_shadows: int,
+                        rng: np.random.Generator) -> list[np.ndarray]:
+    """Each offline shadow's training records: ``train_size`` of ``pool``, without replacement (sorted).
+
+    Equal training-set sizes for the target and its shadows (Carlini et al. 2022, section IV).
+    At least one pool record is left out of each shadow for its held-out test set.
+
+    Raises:
+        ValueError: If the pool has fewer than ``train_size + 1`` records.
+    """
+    pool = np.asarray(pool, dtype=np.int64)
+    if len(pool) < train_size + 1:
+        raise ValueError(f"an offline shadow must train on {train_size} records (the target's training-set size), "
+                         f"but the pool holds {len(pool)}: cap mia.max_per_side or use a larger data set")
+    return [np.sort(rng.choice(pool, size=train_size, replace=False)) for _ in range(n_shadows)]
+
+
 def shadow_phi(P: Params, *, method: str, seed: int, variant: str, ds: Dataset, pool: np.ndarray,
-               query: np.ndarray, bundle: Any, config: MIAConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Train ``config.n_shadows`` federated shadows on halves of ``pool``; ``phi`` on ``query``.
+               query: np.ndarray, bundle: Any, config: MIAConfig,
+               train_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Train ``config.n_shadows`` federated shadows on parts of ``pool``; ``phi`` on ``query``.
 
     Args:
         pool: Indices into ``train ++ test`` the shadows may train on.
         query: Indices into ``train ++ test`` whose ``phi`` is needed (the stacked records).
+        train_size: Offline: records per shadow (:func:`offline_shadow_sets`); None (online):
+            the balanced assignment of :func:`medhe.attacks.lira.shadow_assignment`.
 
     Returns:
-        ``(phi, shadow_in)``, both ``(n_shadows, len(query))``.
+        ``(phi, shadow_in, train_sizes)``: the first two ``(n_shadows, len(query))``, then the
+        number of records each shadow trained on.
     """
     from medhe import data, fl
 
     key = ("offline", "online").index(variant)
-    assign = lr.shadow_assignment(len(pool), n_shadows=config.n_shadows, keep=config.shadow_keep,
-                                  rng=rngmod.generator(seed, "mia-shadow-assignment", key))
+    pool = np.asarray(pool, dtype=np.int64)
+    if train_size is None:
+        assign = lr.shadow_assignment(len(pool), n_shadows=config.n_shadows, keep=config.shadow_keep,
+                                      rng=rngmod.generator(seed, "mia-shadow-assignment", key))
+        sets = [pool[a] for a in assign]
+    else:
+        sets = offline_shadow_sets(pool, train_size=train_size, n_shadows=config.n_shadows,
+                                   rng=rngmod.generator(seed, "mia-shadow-offline"))
     x_all, y_all = _all_records(ds)
-    pos = {int(g): j for j, g in enumerate(pool)}
     shadow_in = np.zeros((config.n_shadows, len(query)), dtype=bool)
     phi = np.empty((config.n_shadows, len(query)))
-    for k in range(config.n_shadows):
-        tr, te = pool[assign[k]], pool[~assign[k]]
+    for k, tr in enumerate(sets):
+        te = np.setdiff1d(pool, tr)
         if len(tr) < P.data.num_clients or len(te) == 0:
             raise ValueError(f"{variant} shadow {k} gets {len(tr)} training / {len(te)} held-out records from a "
                              f"pool of {len(pool)}: too few for {P.data.num_clients} clients")
@@ -278,8 +314,8 @@ def shadow_phi(P: Params, *, method: str, seed: int, variant: str, ds: Dataset, 
         logp = sc.log_softmax(model_logits(bundle, res.final_weights, _take(x_all, query),
                                            batch_size=P.train.eval_batch_size))
         phi[k] = sc.logit_confidence(logp, y_all[query])
-        shadow_in[k] = [assign[k, pos[int(q)]] if int(q) in pos else False for q in query]
-    return phi, shadow_in
+        shadow_in[k] = np.isin(query, tr)
+    return phi, shadow_in, [int(len(t)) for t in sets]
 
 
 def _check_result(result: RunResult, *, P: Params, method: str, seed: int, ds: Dataset) -> None:
@@ -325,8 +361,12 @@ def evaluate_run(P: Params, *, method: str, seed: int, result: RunResult | None 
         result = fl.run(P, method=method, seed=seed, progress=progress, dataset=ds)
     _check_result(result, P=P, method=method, seed=seed, ds=ds)
     n_train = len(ds.y_train)
+    max_per_side = cfg.max_per_side
+    if "offline" in cfg.lira:  # leave a pool of n_train + 1 unattacked records for the offline shadows
+        cap = (n_train + len(ds.y_test) - n_train - 1) // 2  # pool = n_all - 2 m >= n_train + 1
+        max_per_side = cap if max_per_side is None else min(max_per_side, cap)
     split = membership_split(n_train, len(ds.y_test), seed=seed, calibration_fraction=cfg.calibration_fraction,
-                             max_per_side=cfg.max_per_side)
+                             max_per_side=max_per_side)
     query = split.global_indices(n_train)
     x_all, y_all = _all_records(ds)
     bundle = _bundle(P, ds, seed=seed)
@@ -336,15 +376,22 @@ def evaluate_run(P: Params, *, method: str, seed: int, result: RunResult | None 
     target_phi = sc.logit_confidence(sc.log_softmax(logits), y_all[query])
     extra: dict[str, np.ndarray] = {}
     pools: dict[str, int] = {}
+    train_sizes: dict[str, list[int]] = {}
+    out_counts: dict[str, dict[str, int]] = {}
     shadow_method = cfg.shadow_method or method
     for variant in cfg.lira:
         everything = np.arange(len(y_all))
-        pool = np.setdiff1d(everything, query[~split.calibration]) if variant == "offline" else everything
-        phi, shadow_in = shadow_phi(P, method=shadow_method, seed=seed, variant=variant, ds=ds, pool=pool,
-                                    query=query, bundle=bundle, config=cfg)
-        if variant == "offline":
-            if shadow_in[:, ~split.calibration].any():  # the design guarantees this; check it anyway
-                raise RuntimeError("an offline shadow trained on an evaluation record")
+        offline = variant == "offline"
+        pool = np.setdiff1d(everything, query) if offline else everything
+        phi, shadow_in, train_sizes[variant] = shadow_phi(
+            P, method=shadow_method, seed=seed, variant=variant, ds=ds, pool=pool, query=query, bundle=bundle,
+            config=cfg, train_size=n_train if offline else None)
+        out = (~shadow_in).sum(axis=0)
+        out_counts[variant] = {"calibration_min": int(out[split.calibration].min()),
+                               "evaluation_min": int(out[~split.calibration].min())}
+        if offline:
+            if shadow_in.any():  # the design guarantees this; check it anyway
+                raise RuntimeError("an offline shadow trained on an attacked record")
             extra["lira_offline"] = lr.lira_offline(target_phi, phi, shadow_in, fixed_variance=cfg.fixed_variance)
         else:
             extra["lira_online"] = lr.lira_online(target_phi, phi, shadow_in, fixed_variance=cfg.fixed_variance)
@@ -355,9 +402,11 @@ def evaluate_run(P: Params, *, method: str, seed: int, result: RunResult | None 
             "member_accuracy": float(pred[:m].mean()), "nonmember_accuracy": float(pred[m:].mean()),
             "target_final": {k: v for k, v in result.final.items() if isinstance(v, (int, float, str))},
             "shadow_method": shadow_method if cfg.lira else None, "shadow_pool_sizes": pools,
+            "target_train_size": n_train, "shadow_train_sizes": train_sizes, "shadow_out_counts": out_counts,
             "roc_tpr_at_fpr": "step ROC (best TPR with FPR <= target), NaN below the FPR resolution",
-            "shadow_design": "offline: pool = all records minus evaluation records, each pool record IN for "
-                             "round(keep * n_shadows) shadows; online: pool = all records, same balanced rule"}
+            "shadow_design": "offline: pool = all records minus every attacked record, each shadow trains on as "
+                             "many records as the target (every attacked record OUT for every shadow); online: "
+                             "pool = all records, each record IN for round(keep * n_shadows) shadows"}
     return MIAReport(method=method, seed=seed, results=results, n_members=m, n_nonmembers=len(split.nonmembers),
                      config=cfg, info=info)
 

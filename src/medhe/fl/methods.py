@@ -30,6 +30,7 @@ class MethodSpec:
     # "global": one public mask for every client (medhe.sparsify.global_mask), no index set travels
     clip_mode: str = "fixed"  # "fixed": dp.clip_norm (the paper's C); "adaptive": tracks a norm quantile (medhe.clipping)
     encrypted_part: str = "all"  # "head": only the classifier head is encrypted (medhe.fl.split_transport)
+    dp_mechanism: str = "gaussian"  # "gaussian" shares, or "skellam" integer shares after quantisation (BFV only)
 
     def __post_init__(self) -> None:
         if self.encryption not in ("none", "ckks", "bfv"):
@@ -57,6 +58,16 @@ class MethodSpec:
         if self.alignment == "own" and self.encryption != "none":
             raise ValueError(f"method {self.name!r}: alignment 'own' (each client's own index set) cannot be "
                              "summed slot by slot under encryption; use 'union' or 'dense'")
+        if self.alignment == "own" and self.noise:
+            raise ValueError(f"method {self.name!r}: alignment 'own' with noise=True puts each client's noise share "
+                             "only on its own positions, so a position selected by m < n clients carries std "
+                             "sqrt(m / n) of the calibrated noise; use alignment 'union' or 'dense' for DP")
+
+        if self.dp_mechanism not in ("gaussian", "skellam"):
+            raise ValueError(f"dp_mechanism must be 'gaussian' or 'skellam', got {self.dp_mechanism!r}")
+        if self.dp_mechanism == "skellam" and not (self.noise and self.encryption == "bfv"):
+            raise ValueError(f"method {self.name!r}: the Skellam mechanism adds integer shares to BFV's exact integer "
+                             "sum, so it needs noise=True and encryption='bfv'")
 
         if self.encrypted_part not in ("all", "head"):
             raise ValueError(f"encrypted_part must be 'all' or 'head', got {self.encrypted_part!r}")
@@ -90,6 +101,8 @@ METHODS: dict[str, MethodSpec] = {
     "medhe_no_dp_no_adaptive": dataclasses.replace(_NO_DP, name="medhe_no_dp_no_adaptive", adaptive=False),
     "medhe_no_dp_no_packing": dataclasses.replace(_NO_DP, name="medhe_no_dp_no_packing", packing=False),
     "medhe_bfv": dataclasses.replace(_MEDHE, name="medhe_bfv", encryption="bfv", packing=False),
+    "medhe_bfv_skellam": dataclasses.replace(_MEDHE, name="medhe_bfv_skellam", encryption="bfv", packing=False,
+                                             dp_mechanism="skellam"),
     "medhe_bfv_no_dp": dataclasses.replace(_NO_DP, name="medhe_bfv_no_dp", encryption="bfv", packing=False),
     # one public mask per round for every client: no index set travels (medhe.sparsify.global_mask)
     "medhe_global": dataclasses.replace(_MEDHE, name="medhe_global", adaptive=False, alignment="global"),

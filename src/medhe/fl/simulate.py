@@ -28,7 +28,7 @@ import numpy as np
 from medhe import comm, data, model, records
 from medhe.fl import methods
 from medhe.fl.methods import MethodSpec
-from medhe.fl.transport import GaussianShares, Payload, PlainTransport
+from medhe.fl.transport import GaussianShares, Payload, PlainTransport, SkellamShares
 from medhe.params import Params
 
 
@@ -173,16 +173,86 @@ class ClipState:
             ledger.add(msg, round_=round_, client=i, direction="down", category="clip")
 
 
-def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]) -> GaussianShares | None:
+def aggregation_weights(spec: MethodSpec, P: Params, sizes: list[int]) -> list[float]:
+    """FedAvg's size weights for non-DP methods; DP-FedAvg's fixed public denominator 1/n for DP ones.
+
+    See :func:`medhe.privacy.aggregation_weights` (n = ``P.data.num_clients``).
+    """
+    from medhe.privacy import aggregation_weights as weights_for
+
+    return weights_for(sizes, dp=spec.noise, num_public=P.data.num_clients)
+
+
+def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int,
+              weights: list[float]) -> GaussianShares | SkellamShares | None:
     if not spec.noise or P.dp.noise_multiplier == 0:
         return None
-    from medhe.privacy import noise_std_per_client
+    from medhe.privacy import noise_std_per_client, sensitivity_fixed_denominator
 
-    # Clients send w_i * clip(x_i): the weighted sum's sensitivity is max_i w_i * C,
-    # so each of n clients adds N(0, (z * C * w_max)^2 / n) and the sum carries z * C * w_max.
-    std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm * max(weights),
+    # The released mean is sum_i clip(x_i) / n with the public n: sensitivity C / n under add/remove
+    # one client; each of the clients present adds N(0, (z * C / n)^2 / len(weights)).
+    sensitivity = sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients)
+    if not np.allclose(weights, 1.0 / P.data.num_clients, rtol=1e-12, atol=0):
+        raise ValueError(f"DP noise is calibrated to the fixed-denominator mean (weights 1/{P.data.num_clients}), "
+                         f"got weights {list(weights)!r}; use simulate.aggregation_weights")
+    if spec.dp_mechanism == "skellam":  # integer shares; the transport fixes the integer scale
+        return SkellamShares(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity, seed=seed,
+                             round_=round_)
+    std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity,
                                num_clients=len(weights))
     return GaussianShares(std=std, seed=seed, round_=round_)
+
+
+def quantised_noise(spec: MethodSpec, P: Params) -> str | None:
+    """How a DP method's clients round their noisy shares (None: no per-client rounding).
+
+    Packed CKKS and BFV quantise each client's weighted value plus its Gaussian share to a few
+    bits before encryption, so the released sum is not the Gaussian-noised sum and the Gaussian
+    accountant does not cover it (:func:`medhe.privacy.privacy_statement`, ``quantised``).
+    Plaintext and unpacked CKKS release the Gaussian-noised sum.
+    """
+    if not spec.noise or spec.dp_mechanism == "skellam":
+        return None
+    if spec.encryption == "bfv":
+        return f"BFV, {P.bfv.value_bits}-bit values"
+    if spec.packing:
+        return f"packed CKKS, {P.ckks.pack_bits}-bit values"
+    return None
+
+
+def _make_accountant(spec: MethodSpec, P: Params):
+    """The accountant of a DP method: Gaussian (RDP and PLD) or Skellam (RDP bound); None without DP."""
+    if not spec.noise:
+        return None
+    if spec.dp_mechanism == "skellam":
+        from medhe.skellam import SkellamAccountant
+
+        return SkellamAccountant(delta=P.dp.delta)
+    from medhe.privacy import ClientLevelAccountant
+
+    return ClientLevelAccountant(noise_multiplier=P.dp.noise_multiplier, sampling_rate=1.0, delta=P.dp.delta)
+
+
+def _epsilon_columns(accountant, spec: MethodSpec, P: Params, row: dict[str, Any]) -> dict[str, Any]:
+    """Account one round; history columns: epsilon where an accountant covers the mechanism, else NaN and why."""
+    if spec.dp_mechanism == "skellam":
+        if "skellam_variance" in row:  # z > 0: the transport reports the round's integer sensitivity and variance
+            accountant.add_round(l2=row["skellam_l2_sensitivity"], l1=row["skellam_l1_sensitivity"],
+                                 variance=row["skellam_variance"])
+            eps = accountant.epsilon()
+        else:
+            eps = float("inf")
+        return {"epsilon_rdp": eps, "epsilon_pld": float("nan"),
+                "epsilon_status": "Skellam accountant (RDP bound, Agarwal, Kairouz & Liu 2021)"}
+    accountant.step()
+    quantised = quantised_noise(spec, P)
+    if quantised is not None:
+        from medhe.privacy import NOT_COVERED
+
+        return {"epsilon_rdp": float("nan"), "epsilon_pld": float("nan"),
+                "epsilon_status": f"{NOT_COVERED}: Gaussian shares rounded per client ({quantised})"}
+    return {"epsilon_rdp": accountant.epsilon(accountant="rdp"), "epsilon_pld": accountant.epsilon(accountant="pld"),
+            "epsilon_status": "Gaussian accountant (RDP, PLD)"}
 
 
 def load_dataset(P: Params) -> data.Dataset:
@@ -246,18 +316,13 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     w0 = w.copy()
     size = int(w.size)
     sizes = [len(p) for p in parts]
-    weights = [s / sum(sizes) for s in sizes]
+    weights = aggregation_weights(spec, P, sizes)
     clients = [Client(i, idx, spec=spec, P=P, size=size) for i, idx in enumerate(parts)]
     clip = ClipState(spec, P)
     transport = make_transport(spec, P, size=size, num_clients=len(clients), module=bundle.module)
     ledger = comm.ByteLedger()
     transport.setup(ledger, num_clients=len(clients))
-    accountant = None
-    if spec.noise:
-        from medhe.privacy import ClientLevelAccountant
-
-        accountant = ClientLevelAccountant(noise_multiplier=P.dp.noise_multiplier, sampling_rate=1.0,
-                                           delta=P.dp.delta)
+    accountant = _make_accountant(spec, P)
     base = {"method": method, "seed": seed}
     t = time.perf_counter()
     history = [{**base, "round": 0, **_evaluate(bundle, test_inputs, ds.y_test, P),
@@ -280,9 +345,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         row.update(_evaluate(bundle, test_inputs, ds.y_test, P))
         timer.add("evaluate", time.perf_counter() - t)
         if accountant is not None:
-            accountant.step()
-            row["epsilon_rdp"] = accountant.epsilon(accountant="rdp")
-            row["epsilon_pld"] = accountant.epsilon(accountant="pld")
+            row.update(_epsilon_columns(accountant, spec, P, row))
         history.append({**base, "round": r, **row})
         if target_macro_f1 is not None and reached is None and row["f1_macro"] >= target_macro_f1:
             reached = r
@@ -291,7 +354,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     if bar is not None:
         bar.close()
     record = _record(P, spec, seed=seed, ds=ds, sizes=sizes, size=size, timer=timer, ledger=ledger,
-                     wall=time.perf_counter() - wall0, accountant=accountant)
+                     wall=time.perf_counter() - wall0, accountant=accountant, rounds=len(history) - 1)
     if target_macro_f1 is not None:
         record["target"] = {"macro_f1": float(target_macro_f1), "reached_round": reached,
                             "round_budget": P.train.rounds}
@@ -392,7 +455,7 @@ def _progress(enabled: bool, *, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="client-round", leave=False)
 
 
-def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger, wall, accountant):
+def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger, wall, accountant, rounds):
     rec: dict[str, Any] = {
         "method": spec.name, "method_spec": spec.__dict__, "seed": seed, "params": P.to_dict(),
         "params_digest": P.digest(), "dataset": data.summary(ds), "client_sizes": sizes,
@@ -400,11 +463,29 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
         "bytes_setup": ledger.total(round_=0), "environment": records.environment(),
     }
     if accountant is not None:
-        from medhe.privacy import privacy_statement
+        from medhe.privacy import ESTIMATOR, privacy_statement, sensitivity_fixed_denominator
 
-        rec["privacy"] = privacy_statement(noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm,
-                                           rounds=P.train.rounds, delta=P.dp.delta, sampling_rate=1.0,
-                                           num_clients=len(sizes))
+        weights = aggregation_weights(spec, P, sizes)
+        noise = _noise_fn(spec, P, seed=seed, round_=1, weights=weights)
+        rec["privacy"] = privacy_statement(
+            noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm, rounds=rounds,
+            delta=P.dp.delta, sampling_rate=1.0, num_clients=len(sizes), estimator=ESTIMATOR,
+            sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients),
+            quantised=quantised_noise(spec, P))
+        rec["privacy"]["aggregation_weights"] = weights
+        if spec.dp_mechanism == "skellam":
+            from medhe.skellam import MECHANISM as SKELLAM
+
+            rec["privacy"].update(
+                mechanism=SKELLAM, epsilon_covered=True, epsilon_rdp=accountant.epsilon(),
+                epsilon_pld="not computed (RDP bound only)", skellam=accountant.state_dict(),
+                noise_std_per_client="integer Skellam shares of variance (z * D2)^2 / n per round, "
+                                     "D2 = the round's integer L2 sensitivity (see skellam.rounds)",
+                noise_std_of_sum=None,
+                noise_source=rec["privacy"]["noise_source"].replace("'dp-noise'", "'dp-noise-skellam'"))
+        else:
+            # the std every client's GaussianShares draws with (0 when z = 0)
+            rec["privacy"]["noise_std_per_client"] = 0.0 if noise is None else noise.std
     return rec
 
 

@@ -6,7 +6,8 @@ Every transport has the same contract, so methods differ only in composition:
 
 * ``payloads``: one :class:`Payload` per client, dense or sparse (after top-k and
   clipping, before noise);
-* ``weights``: aggregation weights (client size / total). **Clients** multiply by
+* ``weights``: aggregation weights (client size / total for non-DP methods; 1 / n, n the public
+  number of clients, for DP methods: :func:`medhe.fl.simulate.aggregation_weights`). **Clients** multiply by
   their weight before sending, so the server only adds (under CKKS it never
   multiplies or rescales);
 * ``noise``: a :class:`GaussianShares` (``noise(client, n)`` is the client's share of
@@ -62,6 +63,39 @@ class GaussianShares:
         return add_gaussian_noise(np.zeros(n, dtype=np.float32), std=self.std, rng=gen)
 
 
+@dataclass(frozen=True)
+class SkellamShares:
+    """Each client's share of distributed Skellam noise (:mod:`medhe.skellam`), added to its *integer*
+    update after quantisation, drawn per (seed, client, round).
+
+    The integer scale (integers per unit value) is fixed by the transport each round, so the shares are
+    drawn through :meth:`draw` with that round's integer L2 sensitivity: the summed noise has variance
+    (z * D2)^2, each of ``num_clients`` shares (z * D2)^2 / num_clients. ``sensitivity`` is the L2
+    sensitivity of the released mean in value units (C / n for the fixed-denominator estimator).
+    """
+
+    noise_multiplier: float
+    sensitivity: float
+    seed: int
+    round_: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
+            raise ValueError(f"noise_multiplier must be finite and > 0, got {self.noise_multiplier!r}")
+        if not (math.isfinite(self.sensitivity) and self.sensitivity > 0):
+            raise ValueError(f"sensitivity must be finite and > 0, got {self.sensitivity!r}")
+
+    def variance(self, l2: float) -> float:
+        """Variance of the summed noise for integer L2 sensitivity ``l2``: (z * l2)^2."""
+        return (self.noise_multiplier * l2) ** 2
+
+    def draw(self, client: int, n: int, *, l2: float, num_clients: int) -> np.ndarray:
+        from medhe.skellam import sample_skellam
+
+        gen = rngmod.generator(self.seed, "dp-noise-skellam", client, self.round_)
+        return sample_skellam(n, variance=self.variance(l2) / num_clients, rng=gen)
+
+
 NoiseFn = GaussianShares
 
 
@@ -69,7 +103,10 @@ def quantisation_bound(*, clip_norm: float, weights: Sequence[float], num_values
                        noise_std: float = 0.0, noise_sigmas: float = 4.0) -> float:
     """The range [-b, b] every client quantises against in a round; public inputs only.
 
-    b = signal + noise_sigmas * noise_std, where the signal part is
+    b = signal + noise_sigmas * noise_std, where ``num_values`` is the number of values each client
+    encodes this round: the size of the union of the index sets under ``union`` alignment (not k,
+    and larger than k whenever the clients' index sets differ), the model size under ``dense``.
+    The signal part is
 
     * ``range_factor=None``: the worst case C * w_max (every clipped, weighted value lies inside,
       but a clipped top-k update of k values has typical magnitude C w / sqrt(k), far below one
@@ -99,9 +136,10 @@ def quantisation_bound(*, clip_norm: float, weights: Sequence[float], num_values
     return signal + noise_sigmas * noise_std
 
 
-def noise_std(noise: GaussianShares | None) -> float:
-    """The public per-client noise std of ``noise`` (0 without noise)."""
-    if noise is None:
+def noise_std(noise: GaussianShares | SkellamShares | None) -> float:
+    """The public per-client noise std of ``noise`` that the quantisation range must hold (0 without noise,
+    and 0 for Skellam shares, which are added after quantisation and never rounded or clipped)."""
+    if noise is None or isinstance(noise, SkellamShares):
         return 0.0
     if not isinstance(noise, GaussianShares):
         raise TypeError(f"noise must be a GaussianShares (its std sizes the quantisation range), got {type(noise).__name__}")
@@ -191,8 +229,10 @@ def check_round_inputs(payloads: Sequence[Payload], weights: Sequence[float], si
     """Shape checks shared by transports."""
     if len(payloads) == 0 or len(payloads) != len(weights):
         raise ValueError(f"need one weight per payload, got {len(payloads)} payloads and {len(weights)} weights")
-    if not np.isclose(sum(weights), 1.0):
-        raise ValueError(f"aggregation weights must sum to 1, got {sum(weights)!r}")
+    total = float(sum(weights))
+    if min(weights) < 0 or not 0 < total <= 1 + 1e-9:
+        # below 1 only for DP-FedAvg's fixed public denominator when fewer clients report
+        raise ValueError(f"aggregation weights must be >= 0 with a sum in (0, 1], got {list(weights)!r}")
     for i, p in enumerate(payloads):
         if p.indices is None and p.values.size != size:
             raise ValueError(f"client {i}: dense payload has {p.values.size} values, the model has {size}")
@@ -289,6 +329,10 @@ class PlainTransport:
         check_round_inputs(payloads, weights, self.size)
         timings: dict[str, float] = {}
         if payloads[0].indices is not None and self.alignment == "own":
+            if noise is not None:
+                raise ValueError("alignment 'own' cannot carry distributed DP noise: each client would noise only "
+                                 "its own positions, leaving less than the calibrated std on the sum; "
+                                 "use alignment 'union' or 'dense'")
             mean = self._own(payloads, weights, noise, ledger, round_, timings)
             return RoundResult(mean, timings)
         support, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
