@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,11 +28,21 @@ import yaml
 DATASETS = ("drugscom", "druglib", "breast_cancer")
 MODELS = ("minilm", "distilbert", "distilbert-arch", "mlp")
 PARTITIONS = ("iid", "dirichlet")
+DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
 
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
+
+
+def is_device_name(name: object) -> bool:
+    """True for the device names ``train.device`` accepts: auto, cpu, cuda, cuda:<index>.
+
+    >>> [is_device_name(d) for d in ("auto", "cpu", "cuda", "cuda:1", "gpu", "cuda:x")]
+    [True, True, True, True, False, False]
+    """
+    return isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name) is not None
 
 
 @dataclass(frozen=True)
@@ -82,11 +93,13 @@ class TrainParams:
     lr: float = 1e-4
     eval_batch_size: int = 64
     torch_threads: int = 2
+    device: str = "auto"  # local training, evaluation, attacks: auto = CUDA if available, else CPU
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size", "eval_batch_size", "torch_threads"):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, f"train.{name} must be an integer >= 1, got {v!r}")
+        _check(is_device_name(self.device), f"train.device must be one of {DEVICES}, got {self.device!r}")
         _check(isinstance(self.lr, (int, float)) and 0 < self.lr < 1, f"train.lr must be in (0, 1), got {self.lr!r}")
 
 

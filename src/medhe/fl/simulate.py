@@ -135,7 +135,7 @@ def load_inputs(P: Params, *, seed: int, dataset: data.Dataset | None = None):
     if (ds.kind == "text") != (P.model.name != "mlp"):
         raise ValueError(f"model {P.model.name!r} does not fit the {ds.kind} data set {P.data.dataset!r}: "
                          "use model.name=mlp for breast_cancer and a text model otherwise")
-    bundle = model.build(P.model, seed=seed, in_features=in_features)
+    bundle = model.build(P.model, seed=seed, in_features=in_features, device=P.train.device)
     return ds, parts, bundle
 
 
@@ -280,6 +280,7 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
         "params_digest": P.digest(), "dataset": data.summary(ds), "client_sizes": sizes,
         "num_params": size, "wall_time_s": wall, "time_per_phase_s": timer.totals,
         "bytes_setup": ledger.total(round_=0), "environment": records.environment(),
+        "device": str(model.resolve_device(P.train.device)),
     }
     if accountant is not None:
         from medhe.privacy import privacy_statement
