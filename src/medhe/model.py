@@ -246,15 +246,18 @@ def set_flat(module, flat: np.ndarray) -> None:
 # ---------------------------------------------------------------- training
 
 
+def _gather(inputs, idx):
+    if isinstance(inputs, dict):
+        mask = inputs["attention_mask"][idx]
+        width = int(mask.sum(dim=1).max())  # trim padding: same result, less compute
+        return {"input_ids": inputs["input_ids"][idx][:, :width], "attention_mask": mask[:, :width]}
+    return inputs[idx]
+
+
 def _batches(inputs, n: int, batch_size: int, order) -> Iterator[tuple[Any, Any]]:
     for start in range(0, n, batch_size):
         idx = order[start: start + batch_size]
-        if isinstance(inputs, dict):
-            mask = inputs["attention_mask"][idx]
-            width = int(mask.sum(dim=1).max())  # trim padding: same result, less compute
-            yield {"input_ids": inputs["input_ids"][idx][:, :width], "attention_mask": mask[:, :width]}, idx
-        else:
-            yield inputs[idx], idx
+        yield _gather(inputs, idx), idx
 
 
 def _logits(module, batch):
@@ -263,11 +266,13 @@ def _logits(module, batch):
 
 
 def train_local(module, inputs, labels: np.ndarray, *, epochs: int, batch_size: int, lr: float,
-                seed: int, client: int, round_: int) -> dict[str, float]:
+                seed: int, client: int, round_: int, private: Any = None) -> dict[str, float]:
     """Local training with Adam (a fresh optimiser each round, as in FedAvg simulations).
 
     Batch order comes from the stream ``("batches", client, round)``; dropout from
-    ``("dropout", client, round)``. Returns the mean training loss of the last epoch.
+    ``("dropout", client, round)``. With ``private`` (a :class:`medhe.dpsgd.RecordLevelDP`) the
+    same loop runs DP-SGD: Poisson batches, per-sample clipping and noise, the client's
+    accountant stepped once per batch. Returns the mean training loss of the last epoch.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
@@ -280,19 +285,34 @@ def train_local(module, inputs, labels: np.ndarray, *, epochs: int, batch_size: 
     loss_fn = torch.nn.CrossEntropyLoss()
     device = module_device(module)
     module.train()
+    net, batches, detach, quiet = module, None, None, contextlib.nullcontext
+    if private is not None:
+        attached = private.attach(module, opt, seed=seed, client=client, round_=round_)
+        net, opt, batches, detach, quiet = (attached.net, attached.optimizer, attached.batches, attached.detach,
+                                            attached.quiet)
     last = float("nan")
-    with seeded_torch(seed, "dropout", client, round_):
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            total, count = 0.0, 0
-            for batch, idx in _batches(inputs, n, batch_size, order):
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(_logits(module, _to_device(batch, device)), y[idx].to(device))
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                count += len(idx)
-            last = total / count
+    try:
+        with seeded_torch(seed, "dropout", client, round_), quiet():
+            for _ in range(epochs):
+                order = torch.randperm(n, generator=gen)
+                epoch = batches() if batches is not None else (order[s: s + batch_size] for s in range(0, n, batch_size))
+                total, count = 0.0, 0
+                for idx in epoch:
+                    if len(idx) == 0:  # an empty Poisson batch: noise-only step (DP-SGD only)
+                        from medhe.dpsgd import empty_step
+
+                        empty_step(net, opt, module)
+                        continue
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(_logits(net, _to_device(_gather(inputs, idx), device)), y[idx].to(device))
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                    count += len(idx)
+                last = total / count if count else float("nan")
+    finally:
+        if detach is not None:
+            detach()
     return {"train_loss": last}
 
 

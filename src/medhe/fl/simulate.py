@@ -87,6 +87,7 @@ class Client:
             self.sparsifier = TopKSparsifier(size=size, sparsity=P.sparsify.sparsity,
                                              error_feedback=spec.error_feedback, adaptive=spec.adaptive,
                                              ema_alpha=P.sparsify.ema_alpha)
+        self.private = _record_level_dp(P, num_records=len(indices)) if spec.record_dp else None
 
     def prepare(self, delta: np.ndarray) -> tuple[Payload, dict[str, float]]:
         """Top-k (with error feedback) and clipping, as the method says; noise comes later."""
@@ -105,6 +106,24 @@ class Client:
             info["sent_norm_before_clip"] = float(norm)
             values = values.astype(np.float32)
         return Payload(values=values, indices=indices), info
+
+
+def _record_level_dp(P: Params, *, num_records: int):
+    """The client's DP-SGD state (``medhe.dpsgd``) from the ``dp_sgd`` and ``train`` sections."""
+    from medhe.dpsgd import RecordLevelDP
+
+    d = P.dp_sgd
+    return RecordLevelDP(num_records=num_records, batch_size=P.train.batch_size, epochs=P.train.local_epochs,
+                         rounds=P.train.rounds, max_grad_norm=d.max_grad_norm, delta=d.delta,
+                         target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier, accountant=d.accountant)
+
+
+def record_level_summary(clients: list[Client]) -> dict[str, Any]:
+    """Run-record entry of record-level DP: the largest epsilon over clients and each client's statement."""
+    statements = [c.private.statement() for c in clients]
+    return {"epsilon_max": max(s["epsilon"] for s in statements), "delta": statements[0]["delta"],
+            "accountant": statements[0]["accountant"], "post_processing": statements[0]["post_processing"],
+            "clients": statements}
 
 
 def _noise_fn(spec: MethodSpec, P: Params, *, seed: int, round_: int, weights: list[float]) -> GaussianShares | None:
@@ -208,6 +227,8 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         bar.close()
     record = _record(P, spec, seed=seed, ds=ds, sizes=sizes, size=size, timer=timer, ledger=ledger,
                      wall=time.perf_counter() - wall0, accountant=accountant)
+    if spec.record_dp:
+        record["privacy_record_level"] = record_level_summary(clients)
     result = RunResult(history, record, ledger, final_weights=w)
     if out_dir is not None:
         write(result, out_dir)
@@ -222,7 +243,8 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
         model.set_flat(bundle.module, w)
         sub = _subset(train_inputs, c.indices)
         stats = model.train_local(bundle.module, sub, ds.y_train[c.indices], epochs=P.train.local_epochs,
-                                  batch_size=P.train.batch_size, lr=P.train.lr, seed=seed, client=c.cid, round_=r)
+                                  batch_size=P.train.batch_size, lr=P.train.lr, seed=seed, client=c.cid, round_=r,
+                                  private=c.private)
         delta = model.get_flat(bundle.module) - w
         t_train += time.perf_counter() - t
         t = time.perf_counter()
@@ -257,6 +279,8 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
     }
     for cat, n in ledger.breakdown(round_=r, direction="up").items():
         row[f"bytes_up_{cat}"] = n / len(clients)
+    if spec.record_dp:  # per client over its own records; top-k, EF and encryption are post-processing
+        row["epsilon_record_max"] = max(c.private.epsilon() for c in clients)
     return row
 
 
