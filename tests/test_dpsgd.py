@@ -133,3 +133,25 @@ def test_client_level_runs_record_noise_to_signal(tabular_params):
     res = fl.run(tabular_params, method="medhe_no_he", seed=0, progress=False)
     ratios = [h["noise_to_signal"] for h in res.history[1:]]
     assert len(ratios) == tabular_params.train.rounds and all(r > 0 and math.isfinite(r) for r in ratios)
+
+
+def test_frozen_embeddings_stay_put_for_the_round_and_the_layout_survives():
+    class Bag(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 3)
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.lin(self.emb(x).mean(dim=1))
+
+    net = Bag()
+    x = torch.randint(0, 10, (24, 4), generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 4).long().numpy()
+    emb0, lin0, size0 = net.emb.weight.detach().clone(), net.lin.weight.detach().clone(), model.get_flat(net).size
+    dp = dpsgd.RecordLevelDP(num_records=24, batch_size=6, epochs=1, rounds=1, max_grad_norm=1.0, delta=1e-5,
+                             noise_multiplier=1.0, freeze_embeddings=True)
+    model.train_local(net, x, y, epochs=1, batch_size=6, lr=1e-2, seed=0, client=0, round_=1, private=dp)
+    assert torch.equal(net.emb.weight, emb0) and not torch.equal(net.lin.weight, lin0)
+    assert net.emb.weight.requires_grad and model.get_flat(net).size == size0
+    assert dp.statement()["frozen_embeddings"] is True

@@ -7,6 +7,10 @@ probability q = batch_size / n), per-sample gradients clipped to ``max_grad_norm
 Gaussian noise of std ``noise_multiplier * max_grad_norm`` on their sum, and Opacus's
 accountant (RDP by default) for epsilon at the stated delta.
 
+``freeze_embeddings``: the text models' embedding tables stay fixed during DP-SGD (Opacus's
+per-sample gradient of a 30,522 x 384 word embedding is dense per record, which makes a step
+tens of seconds on a CPU); they keep their pretrained values, and only the other layers learn.
+
 Each client is its own DP-SGD party with its own accountant: its epsilon covers its own
 records over every local step of every round (the global model it starts a round from is a
 function of earlier DP outputs and of other clients' data, not of its records beyond what
@@ -26,6 +30,7 @@ simulation's RNG is reproducible, not cryptographically secure.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -108,7 +113,7 @@ def _make_dp_optimizer_class():
 class Attached:
     """What :func:`medhe.model.train_local` runs with: forward module, optimiser, batches per epoch."""
 
-    net: Any
+    net: Callable[..., Any]  # the grad-sample module's forward
     optimizer: Any
     batches: Callable[[], Iterator[torch.Tensor]]
     detach: Callable[[], None]
@@ -131,7 +136,7 @@ class RecordLevelDP:
 
     def __init__(self, *, num_records: int, batch_size: int, epochs: int, rounds: int, max_grad_norm: float,
                  delta: float, target_epsilon: float | None = None, noise_multiplier: float | None = None,
-                 accountant: str = "rdp") -> None:
+                 accountant: str = "rdp", freeze_embeddings: bool = False) -> None:
         from opacus.accountants import create_accountant
 
         _check((target_epsilon is None) != (noise_multiplier is None),
@@ -149,6 +154,7 @@ class RecordLevelDP:
         self.delta = float(delta)
         self.target_epsilon = target_epsilon
         self.accountant_name = accountant
+        self.freeze_embeddings = bool(freeze_embeddings)
         if noise_multiplier is None:
             noise_multiplier = noise_for_target(target_epsilon=float(target_epsilon), delta=self.delta,
                                                 sample_rate=self.sample_rate, steps=self.planned_steps,
@@ -178,6 +184,9 @@ class RecordLevelDP:
         from opacus.validators import ModuleValidator
 
         module.train()
+        frozen = _embedding_parameters(module) if self.freeze_embeddings else []
+        for p in frozen:  # for this round only: the flat layout (requires_grad at get_flat time) is unchanged
+            p.requires_grad_(False)
         errors = ModuleValidator.validate(module, strict=False)
         if errors:
             raise ValueError(f"Opacus cannot train this model with DP-SGD: {errors}")
@@ -191,6 +200,16 @@ class RecordLevelDP:
                                                 generator=rngmod.torch_generator(seed, "dp-sgd-sampling", client, round_),
                                                 steps=self.steps_per_epoch)
 
+        takes_positions = "position_ids" in inspect.signature(module.forward).parameters
+
+        def forward(*args: Any, **batch: Any) -> Any:
+            # BERT-style models index their position embeddings with a (1, L) tensor shared by the
+            # batch, so Opacus would see one "sample" there; per-row position ids give it B (same values)
+            if takes_positions and "input_ids" in batch:
+                ids = batch["input_ids"]
+                batch["position_ids"] = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+            return net(*args, **batch)
+
         def batches() -> Iterator[torch.Tensor]:
             for idx in sampler:
                 yield torch.as_tensor(idx, dtype=torch.long)
@@ -200,8 +219,10 @@ class RecordLevelDP:
             for p in module.parameters():
                 p.grad_sample = None
                 p.grad = None
+            for p in frozen:
+                p.requires_grad_(True)
 
-        return Attached(net=net, optimizer=dp_opt, batches=batches, detach=detach)
+        return Attached(net=forward, optimizer=dp_opt, batches=batches, detach=detach)
 
     def statement(self) -> dict[str, Any]:
         """What this client's guarantee is, for the run record."""
@@ -211,9 +232,15 @@ class RecordLevelDP:
             "target_epsilon": self.target_epsilon, "noise_multiplier": self.noise_multiplier,
             "max_grad_norm": self.max_grad_norm, "sample_rate": self.sample_rate, "steps": self.steps,
             "planned_steps": self.planned_steps, "num_records": self.num_records, "secure_rng": False,
+            "frozen_embeddings": self.freeze_embeddings,
             "post_processing": "top-k, error feedback, update clipping, quantisation, encryption and "
                                "aggregation act on the DP-SGD output: epsilon is Opacus's",
         }
+
+
+def _embedding_parameters(module: Any) -> list[Any]:
+    """Trainable parameters of the module's ``nn.Embedding`` layers (none in the tabular MLP)."""
+    return [p for m in module.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters() if p.requires_grad]
 
 
 def empty_step(net: Any, optimizer: Any, module: Any) -> None:

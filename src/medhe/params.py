@@ -222,8 +222,10 @@ class DPSGDParams:
     max_grad_norm: float = 1.0  # per-sample gradient clip norm
     delta: float = 1e-5
     accountant: str = "rdp"  # Opacus accountant: rdp, prv or gdp
+    freeze_embeddings: bool = True  # text models: embedding tables fixed during DP-SGD (no per-sample grads)
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.freeze_embeddings, bool), f"dp_sgd.freeze_embeddings must be true or false, got {self.freeze_embeddings!r}")
         _check((self.target_epsilon is None) != (self.noise_multiplier is None),
                "dp_sgd needs exactly one of target_epsilon and noise_multiplier (the other null), "
                f"got {self.target_epsilon!r} and {self.noise_multiplier!r}")

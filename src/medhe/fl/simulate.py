@@ -115,7 +115,8 @@ def _record_level_dp(P: Params, *, num_records: int):
     d = P.dp_sgd
     return RecordLevelDP(num_records=num_records, batch_size=P.train.batch_size, epochs=P.train.local_epochs,
                          rounds=P.train.rounds, max_grad_norm=d.max_grad_norm, delta=d.delta,
-                         target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier, accountant=d.accountant)
+                         target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier, accountant=d.accountant,
+                         freeze_embeddings=d.freeze_embeddings)
 
 
 def record_level_summary(clients: list[Client]) -> dict[str, Any]:
