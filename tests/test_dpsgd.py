@@ -155,3 +155,15 @@ def test_frozen_embeddings_stay_put_for_the_round_and_the_layout_survives():
     assert torch.equal(net.emb.weight, emb0) and not torch.equal(net.lin.weight, lin0)
     assert net.emb.weight.requires_grad and model.get_flat(net).size == size0
     assert dp.statement()["frozen_embeddings"] is True
+
+
+def test_dp_noise_draws_from_its_own_stream():
+    from medhe import rng as rngmod
+
+    bundle, _, _ = _tiny()
+    attached = _private(40).attach(bundle.module, torch.optim.Adam(bundle.module.parameters()), seed=5, client=2, round_=3)
+    try:
+        expected = rngmod.torch_generator(5, "dp-sgd-noise", 2, 3).get_state()
+        assert torch.equal(attached.optimizer.generator.get_state(), expected)
+    finally:
+        attached.detach()
