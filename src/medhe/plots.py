@@ -265,8 +265,8 @@ def frontier(front: pd.DataFrame, *, claimed_bytes_per_param: float | None = Non
                    fontsize=6, legend_outside=True)
 
 
-PRIVACY_KINDS = {"client": ("client-level DP (whole hospital), medhe", "tab:red", "o"),
-                 "record": ("record-level DP-SGD (one patient), medhe_dpsgd", "tab:blue", "s")}
+PRIVACY_KINDS = {"client": ("client-level (medhe)", "tab:red", "o"),
+                 "record": ("record-level DP-SGD (medhe_dpsgd)", "tab:blue", "s")}
 
 
 def privacy_utility(table: pd.DataFrame, *, confidence: float = 0.95):
@@ -282,11 +282,11 @@ def privacy_utility(table: pd.DataFrame, *, confidence: float = 0.95):
     needed = {"kind", "point", "epsilon", "macro_f1", "majority_f1_macro"}
     if table.empty or not needed <= set(table.columns):
         raise ValueError(f"the utility table needs rows with columns {sorted(needed)}: run the privacy_utility stages")
-    fig, ax = _fig()
+    fig, ax = _fig(7.5, 3.4)
     finite = table[np.isfinite(table["epsilon"])]
     ax.set_xscale("log")
     lo = float(finite["epsilon"].min()) if not finite.empty else 1.0
-    ax.axvspan(min(lo, 1.0) / 2, 1.0, color="0.85", alpha=0.6, label="paper's claim: epsilon <= 1 (claimed)")
+    ax.axvspan(min(lo, 1.0) / 2, 1.0, color="0.85", alpha=0.6, label="epsilon <= 1 (paper's claim)")
     for kind, (label, colour, marker) in PRIVACY_KINDS.items():
         rows = finite[finite["kind"] == kind]
         if rows.empty:
@@ -296,9 +296,9 @@ def privacy_utility(table: pd.DataFrame, *, confidence: float = 0.95):
         order = eps.sort_values().index
         ax.errorbar(eps[order], f1.loc[order, "mean"],
                     yerr=[f1.loc[order, "mean"] - f1.loc[order, "ci_low"], f1.loc[order, "ci_high"] - f1.loc[order, "mean"]],
-                    color=colour, marker=marker, capsize=3, label=f"{label}, mean and {confidence:.0%} CI")
+                    color=colour, marker=marker, capsize=3, label=f"{label}, {confidence:.0%} CI")
     none = table[table["kind"] == "none"]
     if not none.empty:
-        ax.axhline(float(none["macro_f1"].mean()), color="tab:green", ls="-.", lw=1, label="no DP (medhe_no_dp), mean")
+        ax.axhline(float(none["macro_f1"].mean()), color="tab:green", ls="-.", lw=1, label="no DP (medhe_no_dp)")
     ax.axhline(float(table["majority_f1_macro"].iloc[0]), color="black", ls=":", lw=1, label="majority class")
     return _finish(fig, ax, ylabel="macro-F1 (final round)", xlabel="epsilon (measured; log scale)", legend_outside=True)
