@@ -118,13 +118,14 @@ def _module_file(name: str) -> Path | None:
     return None  # a name imported from a module, not a module
 
 
-def test_training_stages_depend_on_every_module_a_run_imports():
+@pytest.mark.parametrize("stage, notebook", [("train", "20_train"), ("privacy_utility", "45_privacy_utility")])
+def test_training_stages_depend_on_every_module_a_run_imports(stage, notebook):
     """Changing any module a training run executes must rerun the trial stages, and nothing else must."""
     import json as _json
 
-    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
     covered = [ROOT / d for d in deps]
-    cells = _json.loads((ROOT / "notebooks" / "20_train.ipynb").read_text())["cells"]
+    cells = _json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
     src = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     todo = list(_medhe_imports(src))
     seen: set[Path] = set()
@@ -140,5 +141,5 @@ def test_training_stages_depend_on_every_module_a_run_imports():
     allowed = {ROOT / "src" / "medhe" / "results.py"}  # run_path only: the output paths dvc.yaml fixes
     uncovered = sorted(str(f.relative_to(ROOT)) for f in seen - allowed
                        if not any(f == c or c in f.parents for c in covered))
-    assert not uncovered, f"add to the train stage's deps in dvc.yaml: {uncovered}"
+    assert not uncovered, f"add to the {stage} stage's deps in dvc.yaml: {uncovered}"
     assert ROOT / "src" / "medhe" / "fl" / "simulate.py" in seen  # the walk found the simulator

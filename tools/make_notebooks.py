@@ -136,6 +136,30 @@ NOTEBOOKS = {
                  "statement[\"noise_multiplier_for_target\"] = {\"target_epsilon\": target_epsilon, **needed}\n"
                  "records.write_json(f\"{base}/privacy/statement.json\", statement)\nstatement"),
     ],
+    "45_privacy_utility": [
+        ("md", "# 45 · One privacy-utility run\n\nOne point of the privacy-utility frontier x one seed: `none` (no DP), `client-z<z>` or\n"
+               "`client-eps<e>` (the paper's client-level noise), `record-eps<e>` (record-level DP-SGD in each client,\n"
+               "Opacus). `medhe.privacy_utility.plan` turns the point into a method and overrides. Writes\n"
+               "`results/<profile>/privacy/runs/<point>_s<seed>/`."),
+        ("code", "params_file = \"params.yaml\"\npoint = \"record-eps8\"\nseed = 42", "parameters"),
+        ("code", "import os\nimport pandas as pd\nfrom medhe import fl, params, privacy_utility, records\nos.chdir(records.project_root())\n"
+                 "plan = privacy_utility.plan(params.load(params_file), point)\n"
+                 "P = params.load(params_file, overrides=plan.overrides)\n"
+                 "out_dir = privacy_utility.run_dir(P.profile, point, seed=seed)\nplan"),
+        ("code", "result = fl.run(P, method=plan.method, seed=seed, out_dir=out_dir)"),
+        ("code", "pd.DataFrame(result.history).filter(regex=\"^(round|accuracy|f1_macro|majority_f1|epsilon|noise_to_signal)\")"),
+    ],
+    "46_privacy_frontier": [
+        ("md", "# 46 · The privacy-utility table\n\n`results/<profile>/privacy_utility.csv`: one row per (point, seed) run of the\n"
+               "`privacy_utility` stage, with the epsilon its accountant measured (client-level: RDP over the rounds;\n"
+               "record-level: Opacus, the largest over clients), macro-F1, accuracy and the majority class."),
+        ("code", "params_file = \"params.yaml\"", "parameters"),
+        ("code", HEAD),
+        ("code", "from medhe import privacy_utility\n"
+                 "table = privacy_utility.utility_table(P.profile, points=P.pipeline.privacy_points, seeds=P.pipeline.privacy_seeds)\n"
+                 "table.to_csv(privacy_utility.table_path(P.profile), index=False)\ntable"),
+        ("code", "table.groupby([\"kind\", \"point\"])[[\"epsilon\", \"macro_f1\", \"accuracy\", \"noise_to_signal_mean\"]].mean()"),
+    ],
     "50_comm": [
         ("md", "# 50 · Communication\n\nMeasured bytes (every message serialised and counted) per method, for the embedded model\n"
                "(`runs`) and the paper-sized model (`papersize`, distilbert-arch, 66,955,010 parameters); the sparsity sweep and the\n"
@@ -192,6 +216,9 @@ NOTEBOOKS = {
                  "plots.save(plots.frontier(pd.read_csv(f\"{base}/comm/frontier.csv\"), claimed_bytes_per_param=claimed_bytes,\n"
                  "                          claimed_f1=claimed_f1, majority_f1=plots.majority_baseline(summary, \"f1_macro\")),\n"
                  "           f\"{figdir}/frontier.png\")\n"
+                 "utility = pd.read_csv(f\"{base}/privacy_utility.csv\")\n"
+                 "if not utility.empty:  # the profile lists privacy points (pipeline.privacy_points)\n"
+                 "    plots.save(plots.privacy_utility(utility), f\"{figdir}/privacy_utility.png\")\n"
                  "sorted(os.listdir(figdir))"),
         ("md", "Rounds and bytes to the target: every target variant, then the ablations (error feedback, EMA threshold,\n"
                "packing, the paper's fixed clip bound) on the same axes. The paper's point: its claimed bytes per round over\n"

@@ -15,6 +15,14 @@ Four model names (``params.model.name``):
 
 The federated code sees a model only as a flat float32 vector (:func:`get_flat`,
 :func:`set_flat`) plus :func:`train_local` and :func:`evaluate`.
+
+Device (``train.device``, :func:`resolve_device`): :func:`build` places the module there;
+training and evaluation move each batch to the module's device and bring results back to
+the CPU, so flat vectors are CPU numpy arrays everywhere. Every random draw medhe makes
+(initialisation, batch order) comes from a CPU generator, so it does not depend on the
+device. Dropout inside transformers draws from the device's global generator: on a GPU the
+text models' dropout masks differ from the CPU's (the runs agree in distribution, not
+value by value); the MLP has no dropout and agrees within floating-point tolerance.
 """
 
 from __future__ import annotations
@@ -54,15 +62,55 @@ def minilm_dir() -> Path:
     return path
 
 
+def resolve_device(name: str) -> "torch.device":
+    """The torch device ``train.device`` names: ``auto`` is CUDA when available, else CPU.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: train.device must be one of ('auto', 'cpu', 'cuda', 'cuda:<index>'), got 'gpu'
+    """
+    from medhe.params import DEVICES, is_device_name
+
+    if not is_device_name(name):
+        raise ValueError(f"train.device must be one of {DEVICES}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name!r} but this torch sees no CUDA device "
+                             "(torch.cuda.is_available() is False): use train.device=auto or cpu")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"train.device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return torch.device(name)
+
+
+def module_device(module) -> "torch.device":
+    """The device of a module's first parameter (CPU for a module without parameters)."""
+    first = next(iter(module.parameters()), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def _to_device(batch, device):
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device)
+
+
 @contextlib.contextmanager
 def seeded_torch(seed: int, stream: str, *keys: int) -> Iterator[None]:
     """Run a block with torch's global RNG seeded from a medhe stream, then restore it.
 
     Dropout and the classifier-head initialisation in transformers draw from torch's
     global generator and accept no ``Generator``; forking keeps those draws
-    reproducible without leaking the seed into the rest of the process.
+    reproducible without leaking the seed into the rest of the process (CUDA
+    generators included, where there are any).
     """
-    with torch.random.fork_rng(devices=[]):
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(rngmod.int_seed(seed, stream, *keys))
         yield
 
@@ -114,8 +162,16 @@ def _offline_env() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def build(cfg: ModelParams, *, seed: int, in_features: int | None = None) -> Bundle:
-    """Build the model named by ``cfg.name``; the new head is initialised from ``seed``."""
+def build(cfg: ModelParams, *, seed: int, in_features: int | None = None, device: str = "cpu") -> Bundle:
+    """Build the model named by ``cfg.name`` on the CPU (the new head initialised from ``seed``),
+    then move it to ``device`` (a ``train.device`` name, see :func:`resolve_device`)."""
+    target = resolve_device(device)
+    bundle = _build_on_cpu(cfg, seed=seed, in_features=in_features)
+    bundle.module.to(target)
+    return bundle
+
+
+def _build_on_cpu(cfg: ModelParams, *, seed: int, in_features: int | None) -> Bundle:
     if cfg.name == "mlp":
         if in_features is None or in_features < 1:
             raise ValueError(f"model 'mlp' needs in_features >= 1, got {in_features!r}")
@@ -166,7 +222,7 @@ def get_flat(module) -> np.ndarray:
     """All trainable parameters concatenated into one float32 vector (a copy)."""
     with torch.no_grad():
         parts = [p.detach().reshape(-1) for p in module.parameters() if p.requires_grad]
-        return torch.cat(parts).to(torch.float32).numpy().copy()
+        return torch.cat(parts).to(torch.float32).cpu().numpy().copy()
 
 
 def set_flat(module, flat: np.ndarray) -> None:
@@ -190,15 +246,18 @@ def set_flat(module, flat: np.ndarray) -> None:
 # ---------------------------------------------------------------- training
 
 
+def _gather(inputs, idx):
+    if isinstance(inputs, dict):
+        mask = inputs["attention_mask"][idx]
+        width = int(mask.sum(dim=1).max())  # trim padding: same result, less compute
+        return {"input_ids": inputs["input_ids"][idx][:, :width], "attention_mask": mask[:, :width]}
+    return inputs[idx]
+
+
 def _batches(inputs, n: int, batch_size: int, order) -> Iterator[tuple[Any, Any]]:
     for start in range(0, n, batch_size):
         idx = order[start: start + batch_size]
-        if isinstance(inputs, dict):
-            mask = inputs["attention_mask"][idx]
-            width = int(mask.sum(dim=1).max())  # trim padding: same result, less compute
-            yield {"input_ids": inputs["input_ids"][idx][:, :width], "attention_mask": mask[:, :width]}, idx
-        else:
-            yield inputs[idx], idx
+        yield _gather(inputs, idx), idx
 
 
 def _logits(module, batch):
@@ -207,11 +266,13 @@ def _logits(module, batch):
 
 
 def train_local(module, inputs, labels: np.ndarray, *, epochs: int, batch_size: int, lr: float,
-                seed: int, client: int, round_: int) -> dict[str, float]:
+                seed: int, client: int, round_: int, private: Any = None) -> dict[str, float]:
     """Local training with Adam (a fresh optimiser each round, as in FedAvg simulations).
 
     Batch order comes from the stream ``("batches", client, round)``; dropout from
-    ``("dropout", client, round)``. Returns the mean training loss of the last epoch.
+    ``("dropout", client, round)``. With ``private`` (a :class:`medhe.dpsgd.RecordLevelDP`) the
+    same loop runs DP-SGD: Poisson batches, per-sample clipping and noise, the client's
+    accountant stepped once per batch. Returns the mean training loss of the last epoch.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
@@ -222,31 +283,48 @@ def train_local(module, inputs, labels: np.ndarray, *, epochs: int, batch_size: 
     gen = rngmod.torch_generator(seed, "batches", client, round_)
     opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
+    device = module_device(module)
     module.train()
+    net, batches, detach, quiet = module, None, None, contextlib.nullcontext
+    if private is not None:
+        attached = private.attach(module, opt, seed=seed, client=client, round_=round_)
+        net, opt, batches, detach, quiet = (attached.net, attached.optimizer, attached.batches, attached.detach,
+                                            attached.quiet)
     last = float("nan")
-    with seeded_torch(seed, "dropout", client, round_):
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            total, count = 0.0, 0
-            for batch, idx in _batches(inputs, n, batch_size, order):
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(_logits(module, batch), y[idx])
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                count += len(idx)
-            last = total / count
+    try:
+        with seeded_torch(seed, "dropout", client, round_), quiet():
+            for _ in range(epochs):
+                order = torch.randperm(n, generator=gen)
+                epoch = batches() if batches is not None else (order[s: s + batch_size] for s in range(0, n, batch_size))
+                total, count = 0.0, 0
+                for idx in epoch:
+                    if len(idx) == 0:  # an empty Poisson batch: noise-only step (DP-SGD only)
+                        from medhe.dpsgd import empty_step
+
+                        empty_step(net, opt, module)
+                        continue
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(_logits(net, _to_device(_gather(inputs, idx), device)), y[idx].to(device))
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                    count += len(idx)
+                last = total / count if count else float("nan")
+    finally:
+        if detach is not None:
+            detach()
     return {"train_loss": last}
 
 
 def predict_proba(module, inputs, *, batch_size: int = 64) -> np.ndarray:
     """Class probabilities, shape (n, 2), in input order."""
     n = int(inputs["input_ids"].shape[0]) if isinstance(inputs, dict) else int(inputs.shape[0])
+    device = module_device(module)
     module.eval()
     out = []
     with torch.no_grad():
         for batch, _ in _batches(inputs, n, batch_size, torch.arange(n)):
-            out.append(torch.softmax(_logits(module, batch).float(), dim=-1))
+            out.append(torch.softmax(_logits(module, _to_device(batch, device)).float(), dim=-1).cpu())
     return torch.cat(out).numpy().astype(np.float64)
 
 

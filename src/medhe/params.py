@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,11 +28,21 @@ import yaml
 DATASETS = ("drugscom", "druglib", "breast_cancer")
 MODELS = ("minilm", "distilbert", "distilbert-arch", "mlp")
 PARTITIONS = ("iid", "dirichlet")
+DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
 
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
+
+
+def is_device_name(name: object) -> bool:
+    """True for the device names ``train.device`` accepts: auto, cpu, cuda, cuda:<index>.
+
+    >>> [is_device_name(d) for d in ("auto", "cpu", "cuda", "cuda:1", "gpu", "cuda:x")]
+    [True, True, True, True, False, False]
+    """
+    return isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name) is not None
 
 
 @dataclass(frozen=True)
@@ -82,11 +93,13 @@ class TrainParams:
     lr: float = 1e-4
     eval_batch_size: int = 64
     torch_threads: int = 2
+    device: str = "auto"  # local training, evaluation, attacks: auto = CUDA if available, else CPU
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size", "eval_batch_size", "torch_threads"):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, f"train.{name} must be an integer >= 1, got {v!r}")
+        _check(is_device_name(self.device), f"train.device must be one of {DEVICES}, got {self.device!r}")
         _check(isinstance(self.lr, (int, float)) and 0 < self.lr < 1, f"train.lr must be in (0, 1), got {self.lr!r}")
 
 
@@ -216,6 +229,39 @@ class ClipParams:
 
 
 @dataclass(frozen=True)
+class DPSGDParams:
+    """Record-level DP-SGD inside each client (``medhe.dpsgd``, Opacus), for methods with ``record_dp``.
+
+    Exactly one of ``target_epsilon`` (the noise multiplier is solved for it over the run's
+    planned steps) and ``noise_multiplier``. ``delta`` is per client, over its own records.
+    """
+
+    target_epsilon: float | None = 3.0
+    noise_multiplier: float | None = None
+    max_grad_norm: float = 1.0  # per-sample gradient clip norm
+    delta: float = 1e-5
+    accountant: str = "rdp"  # Opacus accountant: rdp, prv or gdp
+    freeze_embeddings: bool = True  # text models: embedding tables fixed during DP-SGD (no per-sample grads)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.freeze_embeddings, bool), f"dp_sgd.freeze_embeddings must be true or false, got {self.freeze_embeddings!r}")
+        _check((self.target_epsilon is None) != (self.noise_multiplier is None),
+               "dp_sgd needs exactly one of target_epsilon and noise_multiplier (the other null), "
+               f"got {self.target_epsilon!r} and {self.noise_multiplier!r}")
+        _check(self.target_epsilon is None or (isinstance(self.target_epsilon, (int, float)) and self.target_epsilon > 0),
+               f"dp_sgd.target_epsilon must be null or > 0, got {self.target_epsilon!r}")
+        _check(self.noise_multiplier is None or (isinstance(self.noise_multiplier, (int, float)) and self.noise_multiplier >= 0),
+               f"dp_sgd.noise_multiplier must be null or >= 0, got {self.noise_multiplier!r}")
+        _check(isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0,
+               f"dp_sgd.max_grad_norm must be > 0, got {self.max_grad_norm!r}")
+        _check(0 < self.delta < 1, f"dp_sgd.delta must be in (0, 1), got {self.delta!r}")
+        _check(self.accountant in ("rdp", "prv", "gdp"), f"dp_sgd.accountant must be rdp, prv or gdp, got {self.accountant!r}")
+
+
+PRIVACY_POINT = r"none|client-z[0-9]+(\.[0-9]+)?|client-eps[0-9]+(\.[0-9]+)?|record-eps[0-9]+(\.[0-9]+)?"
+
+
+@dataclass(frozen=True)
 class PipelineParams:
     """What the pipeline runs: trials, ablations and sweeps (read by notebooks and dvc.yaml)."""
 
@@ -239,14 +285,20 @@ class PipelineParams:
     target_seeds: tuple[int, ...] = (42,)
     target_rounds: int = 10  # round budget; FedAvg's reference runs all of it
     target_fraction: float = 0.95  # target = this fraction of FedAvg's final macro-F1 (same seed and data)
+    privacy_points: tuple[str, ...] = ()  # privacy-utility stage: none, client-z<z>, client-eps<e>, record-eps<e>
+    privacy_seeds: tuple[int, ...] = (42,)
 
     def __post_init__(self) -> None:
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
                      "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
-                     "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods",
-                     "target_variants", "target_seeds"):
+                     "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods", "privacy_points",
+                     "privacy_seeds", "target_variants", "target_seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
+        _check(all(isinstance(s, int) and s >= 0 for s in self.privacy_seeds),
+               f"pipeline.privacy_seeds must be integers >= 0, got {self.privacy_seeds!r}")
+        _check(all(isinstance(p, str) and re.fullmatch(PRIVACY_POINT, p) for p in self.privacy_points),
+               f"pipeline.privacy_points must match {PRIVACY_POINT!r}, got {self.privacy_points!r}")
         _check(all(0 <= s < 1 for s in self.sweep_sparsity), f"pipeline.sweep_sparsity must lie in [0, 1), got {self.sweep_sparsity!r}")
         _check(all(isinstance(n, int) and n >= 1 for n in self.client_counts), f"pipeline.client_counts must be integers >= 1, got {self.client_counts!r}")
         _check(isinstance(self.lira_shadows, int) and self.lira_shadows >= 2,
@@ -271,6 +323,7 @@ class Params:
     ckks: CKKSParams = field(default_factory=CKKSParams)
     dp: DPParams = field(default_factory=DPParams)
     clip: ClipParams = field(default_factory=ClipParams)
+    dp_sgd: DPSGDParams = field(default_factory=DPSGDParams)
     bfv: BFVConfig = field(default_factory=BFVConfig)
     quant: QuantParams = field(default_factory=QuantParams)
     mia: MIAParams = field(default_factory=MIAParams)

@@ -299,3 +299,42 @@ def target_curves(curves: pd.DataFrame, table: pd.DataFrame, *, variants: list[s
         ax.set_title(title, fontsize=8)
     return _finish(fig, ax, xlabel="cumulative uplink per client, bytes per model parameter (measured)",
                    ylabel="test macro-F1", fontsize=6, legend_outside=True)
+
+
+PRIVACY_KINDS = {"client": ("client-level (medhe_no_packing)", "tab:red", "o"),
+                 "record": ("record-level DP-SGD (medhe_dpsgd)", "tab:blue", "s")}
+
+
+def privacy_utility(table: pd.DataFrame, *, confidence: float = 0.95):
+    """Macro-F1 against measured epsilon (log scale) for client-level and record-level DP.
+
+    One point per privacy point: mean over seeds with a t-based ``confidence`` interval (bars)
+    and the mean measured epsilon. The run without DP (``none``) and the majority class are
+    horizontal lines; the paper's claimed "epsilon <= 1" is the shaded region left of 1.
+    ``table`` is ``results/<profile>/privacy/utility.csv``.
+    """
+    from medhe.stats import summarise
+
+    needed = {"kind", "point", "epsilon", "macro_f1", "majority_f1_macro"}
+    if table.empty or not needed <= set(table.columns):
+        raise ValueError(f"the utility table needs rows with columns {sorted(needed)}: run the privacy_utility stages")
+    fig, ax = _fig(7.5, 3.4)
+    finite = table[np.isfinite(table["epsilon"])]
+    ax.set_xscale("log")
+    lo = float(finite["epsilon"].min()) if not finite.empty else 1.0
+    ax.axvspan(min(lo, 1.0) / 2, 1.0, color="0.85", alpha=0.6, label="epsilon <= 1 (paper's claim)")
+    for kind, (label, colour, marker) in PRIVACY_KINDS.items():
+        rows = finite[finite["kind"] == kind]
+        if rows.empty:
+            continue
+        f1 = summarise(rows, metrics=["macro_f1"], by="point", confidence=confidence).set_index("point")
+        eps = rows.groupby("point", sort=False)["epsilon"].mean()
+        order = eps.sort_values().index
+        ax.errorbar(eps[order], f1.loc[order, "mean"],
+                    yerr=[f1.loc[order, "mean"] - f1.loc[order, "ci_low"], f1.loc[order, "ci_high"] - f1.loc[order, "mean"]],
+                    color=colour, marker=marker, capsize=3, label=f"{label}, {confidence:.0%} CI")
+    none = table[table["kind"] == "none"]
+    if not none.empty:
+        ax.axhline(float(none["macro_f1"].mean()), color="tab:green", ls="-.", lw=1, label="no DP (medhe_no_dp)")
+    ax.axhline(float(table["majority_f1_macro"].iloc[0]), color="black", ls=":", lw=1, label="majority class")
+    return _finish(fig, ax, ylabel="macro-F1 (final round)", xlabel="epsilon (measured; log scale)", legend_outside=True)

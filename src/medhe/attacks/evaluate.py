@@ -207,14 +207,15 @@ def model_logits(bundle: Any, weights: np.ndarray, inputs: Any, *, batch_size: i
     model.set_flat(bundle.module, weights)
     enc = bundle.encode(inputs)
     n = int(enc["input_ids"].shape[0]) if isinstance(enc, dict) else int(enc.shape[0])
+    device = model.module_device(bundle.module)
     bundle.module.eval()
     out = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
-            batch = {k: v[sl] for k, v in enc.items()} if isinstance(enc, dict) else enc[sl]
+            batch = {k: v[sl].to(device) for k, v in enc.items()} if isinstance(enc, dict) else enc[sl].to(device)
             res = bundle.module(**batch) if isinstance(batch, dict) else bundle.module(batch)
-            out.append((res.logits if hasattr(res, "logits") else res).double())
+            out.append((res.logits if hasattr(res, "logits") else res).double().cpu())
     return torch.cat(out).numpy()
 
 
@@ -232,7 +233,7 @@ def _bundle(P: Params, ds: Dataset, *, seed: int) -> Any:
     from medhe import model
 
     in_features = None if ds.kind == "text" else int(np.asarray(ds.x_train).shape[1])
-    return model.build(P.model, seed=seed, in_features=in_features)
+    return model.build(P.model, seed=seed, in_features=in_features, device=P.train.device)
 
 
 def _input_from_logits(logits: np.ndarray, labels: np.ndarray, *, n_members: int) -> AttackInput:

@@ -148,8 +148,9 @@ class BFVTransport:
         if isinstance(noise, SkellamShares):
             return self._skellam_round(payloads, weights=weights, noise=noise, ledger=ledger, round_=round_)
         timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
+        noise_info: dict[str, float] = {}
         union, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
-                                  ledger=ledger, round_=round_, timings=timings)
+                                  ledger=ledger, round_=round_, timings=timings, info=noise_info)
         n = int(xs[0].size)
         bound = self.bound(weights, n, noise)
         bits = self.cfg.value_bits
@@ -157,7 +158,7 @@ class BFVTransport:
             qs, feedback, quant_info = quantise_round(payloads, xs, weights, union, bits=bits, bound=bound,
                                                       size=self.size)
         total, least = self._exchange(qs, n, ledger, round_, timings)
-        info = {"encrypted_values_per_client": float(n), **quant_info,
+        info = {"encrypted_values_per_client": float(n), **quant_info, **noise_info,
                 "noise_budget_left": float(least),
                 "ciphertexts_per_client": float(bfv.num_ciphertexts(n, self.layout,
                                                                     poly_modulus_degree=self.cfg.poly_modulus_degree))}

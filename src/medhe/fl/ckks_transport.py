@@ -117,10 +117,11 @@ class CKKSTransport:
               ledger: ByteLedger, round_: int) -> RoundResult:
         check_round_inputs(payloads, weights, self.size)
         timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
+        noise_info: dict[str, float] = {}
         union, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
-                                  ledger=ledger, round_=round_, timings=timings)
+                                  ledger=ledger, round_=round_, timings=timings, info=noise_info)
         n = int(xs[0].size)
-        info: dict[str, float] = {"encrypted_values_per_client": float(n)}
+        info: dict[str, float] = {"encrypted_values_per_client": float(n), **noise_info}
         feedback: list[tuple[np.ndarray, np.ndarray]] = []
         bound = 0.0
         if self.packing is not None:

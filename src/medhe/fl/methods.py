@@ -2,7 +2,7 @@
 
 A method is a :class:`MethodSpec`: which client-side steps run (top-k with or
 without error feedback and the EMA threshold, L2 clipping, distributed Gaussian
-noise) and which transport carries the update (plaintext, or CKKS with or without
+noise, record-level DP-SGD in local training) and which transport carries the update (plaintext, or CKKS with or without
 batch packing). Nothing is copied per method: :mod:`medhe.fl.simulate` reads the
 spec and composes the parts, so an ablation differs from ``medhe`` in exactly the
 flag it names.
@@ -24,6 +24,7 @@ class MethodSpec:
     adaptive: bool = False  # EMA-smoothed keep-threshold instead of the exact top-k
     clip: bool = False  # L2-clip the sent update to dp.clip_norm
     noise: bool = False  # distributed Gaussian noise, multiplier dp.noise_multiplier
+    record_dp: bool = False  # record-level DP-SGD inside each client (medhe.dpsgd, Opacus; params dp_sgd)
     encryption: str = "none"  # "none", "ckks" or "bfv" (exact integer aggregation, medhe.bfv)
     packing: bool = False  # CKKS batch packing (quantise + several values per slot)
     alignment: str | None = None  # sparse aggregation; None: sparsify.alignment from params; "own": plaintext only;
@@ -76,7 +77,7 @@ class MethodSpec:
 
     @property
     def dp(self) -> bool:
-        return self.noise
+        return self.noise or self.record_dp
 
 
 _MEDHE = MethodSpec("medhe", sparsify=True, error_feedback=True, adaptive=True, clip=True, noise=True,
@@ -110,6 +111,9 @@ METHODS: dict[str, MethodSpec] = {
     "medhe_bfv_global_no_dp": dataclasses.replace(_NO_DP, name="medhe_bfv_global_no_dp", adaptive=False,
                                                   alignment="global", encryption="bfv", packing=False),
     "topk": MethodSpec("topk", sparsify=True, error_feedback=True, adaptive=False, alignment="own"),
+    # record-level DP-SGD in each client; what follows it (top-k, EF, clipping, CKKS) is post-processing
+    "fedavg_dpsgd": MethodSpec("fedavg_dpsgd", record_dp=True),
+    "medhe_dpsgd": dataclasses.replace(_MEDHE, name="medhe_dpsgd", noise=False, record_dp=True),
 }
 
 

@@ -94,6 +94,7 @@ class Client:
             self.sparsifier = TopKSparsifier(size=size, sparsity=P.sparsify.sparsity,
                                              error_feedback=spec.error_feedback, adaptive=spec.adaptive,
                                              ema_alpha=P.sparsify.ema_alpha)
+        self.private = _record_level_dp(P, num_records=len(indices)) if spec.record_dp else None
 
     def prepare(self, delta: np.ndarray, *, mask: np.ndarray | None = None) -> tuple[Payload, dict[str, float]]:
         """Top-k with error feedback (at the public ``mask`` under ``global`` alignment), before clipping."""
@@ -171,6 +172,25 @@ class ClipState:
         msg = comm.values_message(np.array([value], dtype=np.float32))
         for i in range(clients):
             ledger.add(msg, round_=round_, client=i, direction="down", category="clip")
+
+
+def _record_level_dp(P: Params, *, num_records: int):
+    """The client's DP-SGD state (``medhe.dpsgd``) from the ``dp_sgd`` and ``train`` sections."""
+    from medhe.dpsgd import RecordLevelDP
+
+    d = P.dp_sgd
+    return RecordLevelDP(num_records=num_records, batch_size=P.train.batch_size, epochs=P.train.local_epochs,
+                         rounds=P.train.rounds, max_grad_norm=d.max_grad_norm, delta=d.delta,
+                         target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier, accountant=d.accountant,
+                         freeze_embeddings=d.freeze_embeddings)
+
+
+def record_level_summary(clients: list[Client]) -> dict[str, Any]:
+    """Run-record entry of record-level DP: the largest epsilon over clients and each client's statement."""
+    statements = [c.private.statement() for c in clients]
+    return {"epsilon_max": max(s["epsilon"] for s in statements), "delta": statements[0]["delta"],
+            "accountant": statements[0]["accountant"], "post_processing": statements[0]["post_processing"],
+            "clients": statements}
 
 
 def aggregation_weights(spec: MethodSpec, P: Params, sizes: list[int]) -> list[float]:
@@ -271,7 +291,7 @@ def load_inputs(P: Params, *, seed: int, dataset: data.Dataset | None = None):
     if (ds.kind == "text") != (P.model.name != "mlp"):
         raise ValueError(f"model {P.model.name!r} does not fit the {ds.kind} data set {P.data.dataset!r}: "
                          "use model.name=mlp for breast_cancer and a text model otherwise")
-    bundle = model.build(P.model, seed=seed, in_features=in_features)
+    bundle = model.build(P.model, seed=seed, in_features=in_features, device=P.train.device)
     return ds, parts, bundle
 
 
@@ -358,6 +378,8 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     if target_macro_f1 is not None:
         record["target"] = {"macro_f1": float(target_macro_f1), "reached_round": reached,
                             "round_budget": P.train.rounds}
+    if spec.record_dp:
+        record["privacy_record_level"] = record_level_summary(clients)
     result = RunResult(history, record, ledger, final_weights=w)
     if out_dir is not None:
         write(result, out_dir)
@@ -386,7 +408,8 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
         model.set_flat(bundle.module, w)
         sub = _subset(train_inputs, c.indices)
         stats = model.train_local(bundle.module, sub, ds.y_train[c.indices], epochs=P.train.local_epochs,
-                                  batch_size=P.train.batch_size, lr=P.train.lr, seed=seed, client=c.cid, round_=r)
+                                  batch_size=P.train.batch_size, lr=P.train.lr, seed=seed, client=c.cid, round_=r,
+                                  private=c.private)
         delta = model.get_flat(bundle.module) - w
         t_train += time.perf_counter() - t
         t = time.perf_counter()
@@ -438,6 +461,8 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
     }
     for cat, n in ledger.breakdown(round_=r, direction="up").items():
         row[f"bytes_up_{cat}"] = n / len(clients)
+    if spec.record_dp:  # per client over its own records; top-k, EF and encryption are post-processing
+        row["epsilon_record_max"] = max(c.private.epsilon() for c in clients)
     return row
 
 
@@ -461,6 +486,7 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
         "params_digest": P.digest(), "dataset": data.summary(ds), "client_sizes": sizes,
         "num_params": size, "wall_time_s": wall, "time_per_phase_s": timer.totals,
         "bytes_setup": ledger.total(round_=0), "environment": records.environment(),
+        "device": str(model.resolve_device(P.train.device)),
     }
     if accountant is not None:
         from medhe.privacy import ESTIMATOR, privacy_statement, sensitivity_fixed_denominator

@@ -281,24 +281,38 @@ def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, le
 
 
 def aligned_noisy(payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None, alignment: str,
-                  size: int, ledger: ByteLedger, round_: int, timings: dict[str, float]
-                  ) -> tuple[np.ndarray | None, list[np.ndarray]]:
-    """:func:`align_payloads` (phase ``align``), then :func:`noisy_weighted` (phase ``noise``)."""
+                  size: int, ledger: ByteLedger, round_: int, timings: dict[str, float],
+                  info: dict[str, float] | None = None) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """:func:`align_payloads` (phase ``align``), then :func:`noisy_weighted` (phase ``noise``; its ``info``)."""
     with timed(timings, "align"):
         support, vectors = align_payloads(payloads, alignment=alignment, size=size, ledger=ledger, round_=round_)
     with timed(timings, "noise"):
-        xs = noisy_weighted(vectors, weights, noise)
+        xs = noisy_weighted(vectors, weights, noise, info=info)
     return support, xs
 
 
-def noisy_weighted(vectors: Sequence[np.ndarray], weights: Sequence[float], noise: NoiseFn | None) -> list[np.ndarray]:
-    """Each client's ``w_i * v_i`` plus its noise share, as the client computes it before sending."""
+def noisy_weighted(vectors: Sequence[np.ndarray], weights: Sequence[float], noise: NoiseFn | None, *,
+                   info: dict[str, float] | None = None) -> list[np.ndarray]:
+    """Each client's ``w_i * v_i`` plus its noise share, as the client computes it before sending.
+
+    With noise and vectors on common positions, ``info["noise_to_signal"]`` is the measured
+    ratio ||sum_i n_i|| / ||sum_i w_i v_i|| of the aggregate (inf for a zero signal).
+    """
     out = []
+    signal = noise_sum = None
+    aligned = noise is not None and info is not None and len({np.size(v) for v in vectors}) == 1
     for i, (v, w) in enumerate(zip(vectors, weights)):
         x = np.asarray(v, dtype=np.float64) * float(w)
         if noise is not None:
-            x = x + noise(i, x.size).astype(np.float64)
+            share = noise(i, x.size).astype(np.float64)
+            if aligned:
+                signal = x.copy() if signal is None else signal + x
+                noise_sum = share.copy() if noise_sum is None else noise_sum + share
+            x = x + share
         out.append(x)
+    if aligned and signal is not None:
+        s_norm, n_norm = float(np.linalg.norm(signal)), float(np.linalg.norm(noise_sum))
+        info["noise_to_signal"] = n_norm / s_norm if s_norm > 0 else math.inf
     return out
 
 
@@ -335,8 +349,9 @@ class PlainTransport:
                                  "use alignment 'union' or 'dense'")
             mean = self._own(payloads, weights, noise, ledger, round_, timings)
             return RoundResult(mean, timings)
+        noise_info: dict[str, float] = {}
         support, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
-                                    ledger=ledger, round_=round_, timings=timings)
+                                    ledger=ledger, round_=round_, timings=timings, info=noise_info)
         with timed(timings, "aggregate"):
             agg = np.zeros(xs[0].size, dtype=np.float32)
             for i, x in enumerate(xs):
@@ -348,7 +363,7 @@ class PlainTransport:
                 ledger.add(down, round_=round_, client=i, direction="down", category="update")
             received = np.frombuffer(down, dtype="<f4")
             mean = received.copy() if support is None else _scatter(support, received, self.size)
-        return RoundResult(mean, timings)
+        return RoundResult(mean, timings, noise_info)
 
     def _own(self, payloads, weights, noise, ledger, round_, timings) -> np.ndarray:
         from medhe.ckks.sparse import decode_index_set, encode_index_set
