@@ -55,12 +55,54 @@ def test_model_data_mismatch_is_an_error(tabular_params):
         fl.run(p, method="fedavg", progress=False)
 
 
-def test_method_specs_are_compositions():
+ABLATIONS = {  # what each ablation changes relative to medhe, flag by flag, with the value it takes
+    "medhe_no_ef": {"error_feedback": False},
+    "medhe_no_adaptive": {"adaptive": False},
+    "medhe_no_packing": {"packing": False},
+    "medhe_no_he": {"encryption": "none", "packing": False},  # packing needs CKKS
+    "medhe_no_dp": {"noise": False},
+    "medhe_bfv": {"encryption": "bfv", "packing": False},
+    "medhe_bfv_no_dp": {"encryption": "bfv", "packing": False, "noise": False},
+}
+
+
+def test_medhe_is_every_part_switched_on():
     medhe = methods.get("medhe")
-    for name, spec in methods.METHODS.items():
-        if name.startswith("medhe_no_"):
-            diff = {k for k in medhe.__dict__ if getattr(spec, k) != getattr(medhe, k)} - {"name"}
-            assert 1 <= len(diff) <= 2, (name, diff)  # no_he also turns packing off
+    assert (medhe.sparsify, medhe.error_feedback, medhe.adaptive, medhe.clip, medhe.noise, medhe.packing) == (True,) * 6
+    assert medhe.encryption == "ckks" and medhe.alignment is None and medhe.dp
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_each_ablation_differs_from_medhe_in_exactly_the_flags_it_names(name):
+    medhe, spec = methods.get("medhe"), methods.get(name)
+    diff = {k: getattr(spec, k) for k in medhe.__dict__ if k != "name" and getattr(spec, k) != getattr(medhe, k)}
+    assert diff == ABLATIONS[name]
+
+
+def test_every_medhe_variant_is_listed_above():
+    assert {n for n in methods.METHODS if n.startswith("medhe_")} == set(ABLATIONS)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"encryption": "paillier"}, "encryption must be 'none', 'ckks' or 'bfv', got 'paillier'"),
+    ({"encryption": "bfv"}, "BFV quantises against the clip bound, so it needs clip=True"),
+    ({"packing": True, "clip": True}, "packing needs encryption='ckks'"),
+    ({"packing": True, "encryption": "ckks"}, "packing quantises against the clip bound"),
+    ({"error_feedback": True}, "error_feedback/adaptive need sparsify=True"),
+    ({"adaptive": True}, "error_feedback/adaptive need sparsify=True"),
+    ({"noise": True}, "Gaussian noise without clipping has no sensitivity bound"),
+    ({"alignment": "sparse"}, "alignment must be None, 'union', 'dense' or 'own', got 'sparse'"),
+    ({"alignment": "own", "encryption": "ckks"}, "alignment 'own' .* cannot be summed slot by slot"),
+])
+def test_method_spec_refuses_inconsistent_compositions(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        methods.MethodSpec("bad", **kwargs)
+
+
+def test_method_spec_accepts_the_boundary_cases():
+    assert methods.MethodSpec("x", encryption="bfv", clip=True).encryption == "bfv"
+    assert methods.MethodSpec("x", alignment="own").alignment == "own"
+    assert methods.MethodSpec("x", noise=True, clip=True).dp
 
 
 @pytest.mark.slow
