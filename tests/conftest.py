@@ -60,3 +60,14 @@ def tiny_text_params() -> params.Params:
         "model": {"name": "minilm", "max_length": 24},
         "train": {"rounds": 1, "local_epochs": 1, "batch_size": 8, "lr": 1e-4},
     })
+
+
+# Tests that reach for slow fixtures are slow themselves (`make test-fast` leaves them out); marked here
+# so that the files which own them need not change.
+SLOW_FIXTURES = {"paper_statement"}  # tests/test_privacy.py: PLD accounting at sigma = 0.12, ~13 s
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
