@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -63,6 +63,11 @@ def test_num_kept_rejects_bad_size(bad) -> None:
     x=hnp.arrays(np.float64, st.integers(1, 60), elements=st.one_of(_TIED, _WIDE)),
     frac=st.floats(0.0, 1.0),
 )
+# boundary cases pinned (the ci profile is derandomised; no counterexample has been found so far):
+# ties across signs at the cut, a single value, -0.0 against 0.0
+@example(x=np.array([1.0, -1.0, 1.0, -1.0]), frac=0.5)
+@example(x=np.array([3.0]), frac=0.0)
+@example(x=np.array([0.0, -0.0, 0.0]), frac=0.4)
 def test_topk_matches_full_sort_reference(x: np.ndarray, frac: float) -> None:
     k = max(1, min(len(x), int(round(frac * len(x)))))
     idx = topk_indices(x, k=k)
