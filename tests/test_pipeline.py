@@ -1,14 +1,14 @@
 """The DVC pipeline on the smoke profile, in a scratch copy of the repository.
 
-In the default suite (about a minute): the whole DAG resolves from the profile (every stage listed,
+In the default suite: the whole DAG resolves from the profile (every stage listed,
 every stage feeding the ledger or the figures), and a short chain runs for real through `dvc repro`
 (papermill notebooks included): the data, security stages and two training stages (plaintext and CKKS),
 whose outputs are checked and fed through the comm / MIA tables of medhe.report; a second
 `dvc repro` finds nothing to do. The stage-level tables are unit-tested on hand-written records in
 tests/test_report.py and tests/test_security_table.py.
 
-The whole pipeline end to end (every stage, the claims ledger; ~400 s on 2 idle cores) runs with
-MEDHE_FULL_PIPELINE=1, or as `make repro PROFILE=smoke`.
+The whole pipeline end to end (every stage, the claims ledger; several minutes, most of them in the
+paper-size and benchmark stages) runs with MEDHE_FULL_PIPELINE=1, or as `make repro PROFILE=smoke`.
 """
 
 from __future__ import annotations
