@@ -5,11 +5,40 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from medhe import params  # noqa: E402
+
+# Hypothesis: "ci" (the default; derandomised, so a run is reproducible and a failure replays) and
+# "dev" (random, more examples, to hunt for new counterexamples: HYPOTHESIS_PROFILE=dev).
+# Counterexamples found are pinned next to their test with @example.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=500, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _seeds(spec: str) -> list[int]:
+    """``"all"`` -> 0..19; ``"3"`` -> [3]; ``"0-4"`` -> 0..4; ``"1,5"`` -> [1, 5]."""
+    if spec == "all":
+        return list(range(20))
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``global_random_seed`` (as in scikit-learn): statistical tests run over several seeds.
+
+    Default seeds 0, 1, 2; ``MEDHE_TEST_SEEDS=all`` runs 0..19 (every band below was checked there).
+    """
+    if "global_random_seed" in metafunc.fixturenames:
+        metafunc.parametrize("global_random_seed", _seeds(os.environ.get("MEDHE_TEST_SEEDS", "0-2")))
 
 
 @pytest.fixture
@@ -31,3 +60,14 @@ def tiny_text_params() -> params.Params:
         "model": {"name": "minilm", "max_length": 24},
         "train": {"rounds": 1, "local_epochs": 1, "batch_size": 8, "lr": 1e-4},
     })
+
+
+# Tests that reach for slow fixtures are slow themselves (`make test-fast` leaves them out); marked here
+# so that the files which own them need not change.
+SLOW_FIXTURES = {"paper_statement"}  # tests/test_privacy.py: PLD accounting at sigma = 0.12, ~13 s
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

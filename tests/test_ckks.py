@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 import tenseal.sealapi as sealapi
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from medhe import ckks
@@ -306,8 +306,18 @@ def test_max_exact_batch_measures_a_small_b(paper_ctx: ts.Context) -> None:
 
 
 def test_max_exact_batch_small_modulus_limited_by_headroom(small_ctx: ts.Context) -> None:
-    # data modulus 60 bits at scale 2^40 leaves ~19 exact bits: one 11-bit field at most
-    assert ckks.precision_budget_bits(small_ctx) == 18
+    # SMALL = N 4096, primes [60, 49]: the last prime is SEAL's special (key-switching) prime, so the
+    # data level keeps the 60-bit prime alone. Headroom: 60 - 40 (scale) - 2 (value * scale below q / 2,
+    # one bit to spare) = 18; the float64 FFT limit 53 - 1 - ceil(log2(4096) / 2) = 46 does not bind.
+    # 19 = 60 - 40 - 1 (no spare bit) is what the context carries, measured: a 19-bit field sums exactly,
+    # a 20-bit one does not. The budget stays one bit below that by design.
+    data_bits = SMALL["coeff_mod_bit_sizes"][0]
+    assert ckks.precision_budget_bits(small_ctx) == min(data_bits - SMALL["scale_bits"] - 2, 53 - 1 - 6) == 18
+    rng = np.random.default_rng(0)
+    for total, exact in ((19, True), (20, False)):  # 2 clients: total - 1 value bits + 1 carry bit
+        spec = ckks.PackingSpec(bits=total - 1, num_clients=2, batch=1, bound=1.0)
+        assert ckks.packed_sum_is_exact(small_ctx, spec, rng=rng, trials=2) is exact, total
+    # one 11-bit field (8 bits + ceil(log2 5) = 3 carry bits) fits in 18 bits, two (22 bits) do not
     assert ckks.max_exact_batch(small_ctx, bits=8, num_clients=5, rng=np.random.default_rng(0), trials=1) == 1
 
 
@@ -326,6 +336,9 @@ def test_index_set_round_trip(length: int, data: st.DataObject) -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(values=st.lists(st.integers(-2**62, 2**62), max_size=300), presort=st.booleans())
+@example(values=[], presort=False)  # boundary cases pinned: empty, all equal, the int64 extremes used
+@example(values=[7, 7, 7], presort=True)
+@example(values=[2**62, -2**62, 2**62, 0], presort=False)
 def test_sorted_unique_equals_numpy_unique(values: list[int], presort: bool) -> None:
     arr = np.array(sorted(values) if presort else values, dtype=np.int64)
     got = sorted_unique(arr)

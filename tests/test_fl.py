@@ -55,25 +55,64 @@ def test_model_data_mismatch_is_an_error(tabular_params):
         fl.run(p, method="fedavg", progress=False)
 
 
-ABLATIONS = {  # ablation: (the method it ablates, exactly the flags that differ)
-    "medhe_no_ef": ("medhe", {"error_feedback"}),
-    "medhe_no_adaptive": ("medhe", {"adaptive"}),
-    "medhe_no_packing": ("medhe", {"packing"}),
-    "medhe_no_he": ("medhe", {"encryption", "packing"}),
-    "medhe_no_dp": ("medhe", {"noise", "clip_mode"}),
-    "medhe_no_dp_c1": ("medhe_no_dp", {"clip_mode"}),
-    "medhe_no_dp_no_ef": ("medhe_no_dp", {"error_feedback"}),
-    "medhe_no_dp_no_adaptive": ("medhe_no_dp", {"adaptive"}),
-    "medhe_no_dp_no_packing": ("medhe_no_dp", {"packing"}),
+ABLATIONS = {  # variant: (the method it varies, flag by flag, with the value it takes)
+    "medhe_no_ef": ("medhe", {"error_feedback": False}),
+    "medhe_no_adaptive": ("medhe", {"adaptive": False}),
+    "medhe_no_packing": ("medhe", {"packing": False}),
+    "medhe_no_he": ("medhe", {"encryption": "none", "packing": False}),  # packing needs CKKS
+    "medhe_no_dp": ("medhe", {"noise": False, "clip_mode": "adaptive"}),
+    "medhe_no_dp_c1": ("medhe_no_dp", {"clip_mode": "fixed"}),
+    "medhe_no_dp_no_ef": ("medhe_no_dp", {"error_feedback": False}),
+    "medhe_no_dp_no_adaptive": ("medhe_no_dp", {"adaptive": False}),
+    "medhe_no_dp_no_packing": ("medhe_no_dp", {"packing": False}),
+    "medhe_bfv": ("medhe", {"encryption": "bfv", "packing": False}),
+    "medhe_bfv_no_dp": ("medhe_no_dp", {"encryption": "bfv", "packing": False}),
+    "medhe_bfv_skellam": ("medhe_bfv", {"dp_mechanism": "skellam"}),
+    "medhe_global": ("medhe", {"adaptive": False, "alignment": "global"}),
+    "medhe_global_no_dp": ("medhe_no_dp", {"adaptive": False, "alignment": "global"}),
+    "medhe_bfv_global_no_dp": ("medhe_global_no_dp", {"encryption": "bfv", "packing": False}),
+    "medhe_dpsgd": ("medhe", {"noise": False, "record_dp": True}),
 }
 
 
-def test_method_specs_are_compositions():
-    assert {n for n in methods.METHODS if n.startswith("medhe_no_")} == set(ABLATIONS)
-    for name, (base, flags) in ABLATIONS.items():
-        spec, ref = methods.get(name), methods.get(base)
-        diff = {k for k in ref.__dict__ if getattr(spec, k) != getattr(ref, k)} - {"name"}
-        assert diff == flags, (name, diff)
+def test_medhe_is_every_part_switched_on():
+    medhe = methods.get("medhe")
+    assert (medhe.sparsify, medhe.error_feedback, medhe.adaptive, medhe.clip, medhe.noise, medhe.packing) == (True,) * 6
+    assert medhe.encryption == "ckks" and medhe.alignment is None and medhe.dp
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_each_variant_differs_from_its_base_in_exactly_the_flags_it_names(name):
+    base, flags = ABLATIONS[name]
+    ref, spec = methods.get(base), methods.get(name)
+    diff = {k: getattr(spec, k) for k in ref.__dict__ if k != "name" and getattr(spec, k) != getattr(ref, k)}
+    assert diff == flags
+
+
+def test_every_medhe_variant_is_listed_above():
+    assert {n for n in methods.METHODS if n.startswith("medhe_")} == set(ABLATIONS)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"encryption": "paillier"}, "encryption must be 'none', 'ckks' or 'bfv', got 'paillier'"),
+    ({"encryption": "bfv"}, "BFV quantises against the clip bound, so it needs clip=True"),
+    ({"packing": True, "clip": True}, "packing needs encryption='ckks'"),
+    ({"packing": True, "encryption": "ckks"}, "packing quantises against the clip bound"),
+    ({"error_feedback": True}, "error_feedback/adaptive need sparsify=True"),
+    ({"adaptive": True}, "error_feedback/adaptive need sparsify=True"),
+    ({"noise": True}, "Gaussian noise without clipping has no sensitivity bound"),
+    ({"alignment": "sparse"}, "alignment must be None, 'union', 'dense', 'own' or 'global', got 'sparse'"),
+    ({"alignment": "own", "encryption": "ckks"}, "alignment 'own' .* cannot be summed slot by slot"),
+])
+def test_method_spec_refuses_inconsistent_compositions(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        methods.MethodSpec("bad", **kwargs)
+
+
+def test_method_spec_accepts_the_boundary_cases():
+    assert methods.MethodSpec("x", encryption="bfv", clip=True).encryption == "bfv"
+    assert methods.MethodSpec("x", alignment="own").alignment == "own"
+    assert methods.MethodSpec("x", noise=True, clip=True).dp
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -63,6 +63,11 @@ def test_num_kept_rejects_bad_size(bad) -> None:
     x=hnp.arrays(np.float64, st.integers(1, 60), elements=st.one_of(_TIED, _WIDE)),
     frac=st.floats(0.0, 1.0),
 )
+# boundary cases pinned (the ci profile is derandomised; no counterexample has been found so far):
+# ties across signs at the cut, a single value, -0.0 against 0.0
+@example(x=np.array([1.0, -1.0, 1.0, -1.0]), frac=0.5)
+@example(x=np.array([3.0]), frac=0.0)
+@example(x=np.array([0.0, -0.0, 0.0]), frac=0.4)
 def test_topk_matches_full_sort_reference(x: np.ndarray, frac: float) -> None:
     k = max(1, min(len(x), int(round(frac * len(x)))))
     idx = topk_indices(x, k=k)
@@ -164,10 +169,10 @@ ROUNDS_BAND = 30
 
 
 @pytest.mark.parametrize("s", [0.5, 0.9, 0.99])
-def test_ema_density_band_fixed_scale_without_feedback(s: float) -> None:
+def test_ema_density_band_fixed_scale_without_feedback(s: float, global_random_seed: int) -> None:
     """i.i.d. N(0,1) updates of fixed scale: density within [0.5, 2] x (1 - s) after round 1."""
     sp = TopKSparsifier(size=N_BAND, sparsity=s, error_feedback=False)
-    for update in _gaussian_rounds(3, N_BAND, ROUNDS_BAND):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, ROUNDS_BAND):
         sp.compress(update)
     ratio = np.array(sp.density_history) / (1 - s)
     assert ratio[0] == pytest.approx(1.0, abs=1 / N_BAND)
@@ -175,12 +180,12 @@ def test_ema_density_band_fixed_scale_without_feedback(s: float) -> None:
 
 
 @pytest.mark.parametrize("s", [0.5, 0.9])
-def test_ema_density_band_fixed_scale_with_feedback(s: float) -> None:
+def test_ema_density_band_fixed_scale_with_feedback(s: float, global_random_seed: int) -> None:
     """With error feedback the residual inflates |acc| while the EMA lags, so density
     runs above (1 - s) in early rounds (about 1.8x at s = 0.9) and relaxes back toward 1x;
     for s <= 0.9 it stays within [0.5, 2] x (1 - s)."""
     sp = TopKSparsifier(size=N_BAND, sparsity=s, error_feedback=True)
-    for update in _gaussian_rounds(4, N_BAND, 100):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, 100):
         sp.compress(update)
     ratio = np.array(sp.density_history) / (1 - s)
     assert 0.5 <= ratio[1:].min() and ratio[1:].max() <= 2.0
@@ -188,23 +193,23 @@ def test_ema_density_band_fixed_scale_with_feedback(s: float) -> None:
     assert abs(ratio[-1] - 1.0) < abs(ratio[1] - 1.0) + 1e-9  # relaxes toward 1x
 
 
-def test_ema_with_feedback_overshoots_band_at_high_sparsity() -> None:
+def test_ema_with_feedback_overshoots_band_at_high_sparsity(global_random_seed: int) -> None:
     """Documented limit of the band: at s = 0.99 with error feedback the lagging EMA keeps
     several times k in early rounds (the band [0.5, 2] does not hold)."""
     s = 0.99
     sp = TopKSparsifier(size=N_BAND, sparsity=s, error_feedback=True)
-    for update in _gaussian_rounds(5, N_BAND, 10):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, 10):
         sp.compress(update)
     assert max(sp.density_history[1:]) > 2.0 * (1 - s)
 
 
 @pytest.mark.parametrize("error_feedback", [False, True])
-def test_ema_keeps_fewer_when_scale_shrinks(error_feedback: bool) -> None:
+def test_ema_keeps_fewer_when_scale_shrinks(error_feedback: bool, global_random_seed: int) -> None:
     """Update scale x0.7 per round (as in converging training): tau_now falls, the lagging
     tau_t stays above it, so fewer than k entries are kept, increasingly so."""
     s = 0.9
     sp = TopKSparsifier(size=N_BAND, sparsity=s, error_feedback=error_feedback)
-    for update in _gaussian_rounds(6, N_BAND, 10, scale_decay=0.7):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, 10, scale_decay=0.7):
         sp.compress(update)
     ratio = np.array(sp.density_history) / (1 - s)
     start = 1 if not error_feedback else 2  # with feedback the residual delays the drop a round
@@ -212,15 +217,15 @@ def test_ema_keeps_fewer_when_scale_shrinks(error_feedback: bool) -> None:
     assert ratio[-1] < 0.5 * ratio[start]
     # exact top-k is unaffected by the scale
     exact = TopKSparsifier(size=N_BAND, sparsity=s, adaptive=False, error_feedback=error_feedback)
-    for update in _gaussian_rounds(6, N_BAND, 10, scale_decay=0.7):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, 10, scale_decay=0.7):
         exact.compress(update)
     assert exact.density_history == [exact.k / N_BAND] * 10
 
 
-def test_ema_keeps_more_when_scale_grows() -> None:
+def test_ema_keeps_more_when_scale_grows(global_random_seed: int) -> None:
     s = 0.9
     sp = TopKSparsifier(size=N_BAND, sparsity=s, error_feedback=False)
-    for update in _gaussian_rounds(7, N_BAND, 6, scale_decay=1.3):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, 6, scale_decay=1.3):
         sp.compress(update)
     assert (np.array(sp.density_history[1:]) > (1 - s)).all()
 
@@ -239,10 +244,10 @@ def test_ema_can_send_nothing_and_feedback_keeps_the_mass() -> None:
     assert msg.to_dense().shape == (n,) and not msg.to_dense().any()
 
 
-def test_max_density_caps_the_ema_rule() -> None:
+def test_max_density_caps_the_ema_rule(global_random_seed: int) -> None:
     s, cap = 0.9, 0.12
     sp = TopKSparsifier(size=N_BAND, sparsity=s, error_feedback=False, max_density=cap)
-    for update in _gaussian_rounds(9, N_BAND, 6, scale_decay=1.5):
+    for update in _gaussian_rounds(global_random_seed, N_BAND, 6, scale_decay=1.5):
         msg = sp.compress(update)
         assert msg.density <= cap + 1 / N_BAND
     assert any(sp.capped_history)

@@ -13,7 +13,8 @@ from medhe.comm import ByteLedger
 from medhe.fl import methods
 from medhe.fl.ckks_transport import CKKSTransport
 from medhe.fl.bfv_transport import BFVTransport
-from medhe.fl.transport import GaussianShares, Payload, PlainTransport, SkellamShares, quantisation_bound
+from medhe.fl.transport import (GaussianShares, Payload, PlainTransport, SkellamShares, check_round_inputs,
+                                 quantisation_bound)
 from medhe.params import CKKSParams
 
 SIZE = 10_000
@@ -50,39 +51,101 @@ def _round(transport, payloads, noise=None):
 _noise = GaussianShares(std=1e-3, seed=7, round_=1)
 
 
+# ------------------------------------------------------------------ references written here
+# Independent of medhe's align / union / scatter / quantise helpers: plain numpy on the law the
+# transports promise (clients send w_i * v_i plus a noise share on the round's support; the server adds).
+
+
+def _support(payloads: list[Payload], alignment: str) -> np.ndarray:
+    """The positions every client encodes: all of them (dense) or the union of the index sets."""
+    if payloads[0].indices is None or alignment == "dense":
+        return np.arange(SIZE)
+    return np.array(sorted(set().union(*(p.indices.tolist() for p in payloads))), dtype=np.int64)
+
+
+def _client_vectors(payloads: list[Payload], alignment: str, noise) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(support, each client's w_i * v_i + noise share on the support), float64."""
+    support = _support(payloads, alignment)
+    out = []
+    for i, (p, w) in enumerate(zip(payloads, WEIGHTS)):
+        full = np.zeros(SIZE)
+        full[np.arange(SIZE) if p.indices is None else p.indices] = p.values.astype(np.float64)
+        x = w * full[support]
+        if noise is not None:
+            x = x + noise(i, support.size).astype(np.float64)  # the client's share, drawn for what it sends
+        out.append(x)
+    return support, out
+
+
+def _reference_mean(payloads: list[Payload], alignment: str, noise) -> np.ndarray:
+    support, xs = _client_vectors(payloads, alignment, noise)
+    mean = np.zeros(SIZE)
+    mean[support] = np.sum(xs, axis=0)
+    return mean
+
+
+def _reference_quantise(x: np.ndarray, bound: float) -> np.ndarray:
+    """8 bits: clip to [-b, b], round to the nearest of the integers -127..127 (2^7 - 1)."""
+    return np.rint(np.clip(x, -bound, bound) * 127 / bound)
+
+
+def test_reference_support_is_the_union() -> None:
+    a = Payload(values=np.ones(2, np.float32), indices=np.array([1, 5]))
+    b = Payload(values=np.ones(2, np.float32), indices=np.array([5, 7]))
+    assert _support([a, b], "union").tolist() == [1, 5, 7]
+
+
 @pytest.mark.parametrize("sparse, alignment", [(False, "union"), (True, "union"), (True, "dense")])
 @pytest.mark.parametrize("noise", [None, _noise])
-def test_ckks_mean_equals_plaintext_mean(sparse, alignment, noise):
-    """Same alignment, same noise shares: the encrypted mean is the plaintext mean (CKKS error aside)."""
+def test_ckks_and_plain_means_equal_the_reference(sparse, alignment, noise):
+    """Each transport against the reference written above (not against each other: they share
+    the alignment code, so comparing them could not catch a wrong alignment)."""
     payloads = _payloads(sparse)
+    expected = _reference_mean(payloads, alignment, noise)
     plain, _ = _round(PlainTransport(size=SIZE, alignment=alignment), payloads, noise)
+    np.testing.assert_allclose(plain.mean_update, expected, rtol=0, atol=1e-7)  # float32 messages
     enc, ledger = _round(CKKSTransport(CFG, size=SIZE, packing=False, alignment=alignment, clip_norm=1.0,
                                        num_clients=3), payloads, noise)
-    err = np.max(np.abs(enc.mean_update.astype(np.float64) - plain.mean_update))
-    assert err <= _tol(3, 0.1) + 1e-7  # + float32 rounding of the plaintext path
+    err = np.max(np.abs(enc.mean_update.astype(np.float64) - expected))
+    assert err <= _tol(3, 0.1) + 1e-7  # + float32 rounding of the decrypted mean
     assert ledger.total(round_=0, category="context") > 0
     assert ledger.total(round_=1, direction="up", category="ciphertext") > 0
     has_index = ledger.total(round_=1, category="index") > 0
     assert has_index == (sparse and alignment == "union")
 
 
+def test_plain_own_alignment_equals_the_reference_and_refuses_noise():
+    """``own``: each client sends its own k positions (no union); distributed noise is refused there,
+    since each client would noise only its own positions."""
+    payloads = _payloads(True)
+    expected = np.zeros(SIZE)
+    for p, w in zip(payloads, WEIGHTS):
+        expected[p.indices] += w * p.values.astype(np.float64)
+    res, _ = _round(PlainTransport(size=SIZE, alignment="own"), payloads)
+    np.testing.assert_allclose(res.mean_update, expected, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="own"):
+        _round(PlainTransport(size=SIZE, alignment="own"), payloads, _noise)
+
+
 def test_packed_ckks_sum_equals_the_sum_of_quantised_values():
     payloads = _payloads(True, seed=1)
     tr = CKKSTransport(CFG, size=SIZE, packing=True, alignment="union", clip_norm=0.05, num_clients=3)
     res, _ = _round(tr, payloads)
-    bound = 0.05 * max(WEIGHTS)
-    union = ckks.union_index_sets([p.indices for p in payloads])
-    q = sum(ckks.quantise(ckks.align_to_union(p.indices, p.values, union) * w, bits=8, bound=bound)
-            for p, w in zip(payloads, WEIGHTS))
-    expected = ckks.scatter_dense(union, ckks.dequantise(q, bits=8, bound=bound), length=SIZE)
-    np.testing.assert_allclose(res.mean_update, expected.astype(np.float32), rtol=0, atol=1e-9)
-    assert 0 < res.info["quant_zero_frac"] < 1
+    bound = 0.05 * max(WEIGHTS)  # range_factor None: the worst case C * w_max
+    assert res.info["quant_bound"] == pytest.approx(bound)
+    support, xs = _client_vectors(payloads, "union", None)
+    qs = [_reference_quantise(x, bound) for x in xs]
+    expected = np.zeros(SIZE)
+    expected[support] = np.sum(qs, axis=0) * bound / 127
+    np.testing.assert_allclose(res.mean_update, expected, rtol=0, atol=1e-9)
+    # zero fraction over each client's own positions (10 % of SIZE each), not the union padding
+    own_zero = [np.mean(q[np.searchsorted(support, p.indices)] == 0) for q, p in zip(qs, payloads)]
+    assert res.info["quant_zero_frac"] == pytest.approx(np.mean(own_zero)) and 0 < np.mean(own_zero) < 1
     # the quantisation error goes back to each client, at its own positions, in payload units
-    for p, w, (idx, err) in zip(payloads, WEIGHTS, res.feedback):
+    for p, w, x, q, (idx, err) in zip(payloads, WEIGHTS, xs, qs, res.feedback):
         np.testing.assert_array_equal(idx, p.indices)
-        x = w * p.values.astype(np.float64)
-        np.testing.assert_allclose(err, (x - ckks.dequantise(ckks.quantise(x, bits=8, bound=bound), bits=8,
-                                                              bound=bound)) / w, atol=1e-12)
+        pos = np.searchsorted(support, p.indices)
+        np.testing.assert_allclose(err, (x[pos] - q[pos] * bound / 127) / w, atol=1e-12)
 
 
 def _bfv_transport(size: int, range_factor: float | None):
@@ -151,8 +214,7 @@ def test_plain_sparse_transport_counts_index_sets_and_values():
         idx_bytes = len(ckks.encode_index_set(p.indices, length=SIZE))
         assert ledger.total(round_=1, client=i, direction="up", category="index") == idx_bytes
         assert ledger.total(round_=1, client=i, direction="up", category="update") == 4 * p.nnz
-    expected = sum(w * ckks.scatter_dense(p.indices, p.values, length=SIZE) for p, w in zip(payloads, WEIGHTS))
-    np.testing.assert_allclose(res.mean_update, expected, atol=1e-7)
+    np.testing.assert_allclose(res.mean_update, _reference_mean(payloads, "union", None), atol=1e-7)
 
 
 @pytest.mark.parametrize("method", sorted(methods.METHODS))
@@ -186,7 +248,11 @@ def test_every_method_runs_and_records_bytes_times_epsilon(method, tabular_param
         assert res.record["bytes_setup"] > 0
     assert {"time_local_training", "time_sparsify_clip", "time_aggregate"} <= set(row)
     assert 0.0 < row["density"] <= 1.0
-    assert row["accuracy"] >= 0.5
+    # every method learns past the base rate (72 / 114 = 0.632 on this test split); measured 0.86-0.94
+    # over seeds 0-2, so 0.15 above the majority rate leaves room and still fails a model that did not learn
+    assert row["majority_accuracy"] == pytest.approx(72 / 114)
+    # record-level DP-SGD (epsilon 3 per client over this one round of ~38 records each) moves less: 0.75 measured
+    assert row["accuracy"] >= row["majority_accuracy"] + (0.05 if spec.record_dp else 0.15)
     assert row["model_change_l2"] > 0 and res.history[0]["model_change_l2"] == 0.0  # every method moves the model
 
 
@@ -281,3 +347,19 @@ def _round_w(transport, payloads, weights, noise):
     ledger = ByteLedger()
     transport.setup(ledger, num_clients=len(payloads))
     return transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=1), ledger
+
+
+@pytest.mark.parametrize("payloads, weights, message", [
+    ([], [], "one weight per payload, got 0 payloads and 0 weights"),
+    ([Payload(values=np.zeros(4))], [0.5, 0.5], "one weight per payload, got 1 payloads and 2 weights"),
+    ([Payload(values=np.zeros(4))] * 2, [0.5, 0.6], r"sum in \(0, 1\], got \[0.5, 0.6\]"),
+    ([Payload(values=np.zeros(4)), Payload(values=np.zeros(3))], [0.5, 0.5], "client 1: dense payload has 3 values, the model has 4"),
+])
+def test_check_round_inputs_names_the_bad_input(payloads, weights, message):
+    with pytest.raises(ValueError, match=message):
+        check_round_inputs(payloads, weights, 4)
+
+
+def test_check_round_inputs_accepts_sparse_payloads_of_any_length():
+    check_round_inputs([Payload(values=np.zeros(2), indices=np.array([0, 3])), Payload(values=np.zeros(4))],
+                       [0.25, 0.75], 4)
