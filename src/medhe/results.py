@@ -105,7 +105,7 @@ TRIAL_METRICS = ("accuracy", "f1_binary", "f1_macro", "loss", "majority_accuracy
 def trials_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, seed): final-round test metrics, bytes, epsilon and wall time."""
     keep = ["method", "seed", *TRIAL_METRICS, "bytes_up_per_client", "bytes_down_per_client", "density",
-            "epsilon_rdp", "epsilon_pld", "model_change_l2", "wall_time_s"]
+            "epsilon_rdp", "epsilon_pld", "epsilon_status", "model_change_l2", "wall_time_s"]
     out = runs[[c for c in keep if c in runs.columns]].copy()
     return out.sort_values(["method", "seed"]).reset_index(drop=True)
 

@@ -497,7 +497,8 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
             noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm, rounds=rounds,
             delta=P.dp.delta, sampling_rate=1.0, num_clients=len(sizes), estimator=ESTIMATOR,
             sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients),
-            quantised=quantised_noise(spec, P))
+            # Skellam: no Gaussian epsilon (its fields are replaced below); skip its accounting
+            quantised="integer Skellam shares" if spec.dp_mechanism == "skellam" else quantised_noise(spec, P))
         rec["privacy"]["aggregation_weights"] = weights
         if spec.dp_mechanism == "skellam":
             from medhe.skellam import MECHANISM as SKELLAM
