@@ -76,7 +76,11 @@ def _expected_stages(profile: dict) -> set[str]:
             *(f"papersize@{m}" for m in pl["paper_size_methods"]),
             *(f"frontier@{m}-{s}-{b}" for m in pl["frontier_methods"] for s in pl["frontier_sparsity"]
               for b in pl["frontier_bits"]),
-            *(f"lira@{m}" for m in pl["lira_methods"])}
+            *(f"lira@{m}" for m in pl["lira_methods"]),
+            "ckks_topk", "report", "privacy_frontier",
+            *(f"privacy_utility@{p}-{s}" for p in pl["privacy_points"] for s in pl["privacy_seeds"]),
+            *(f"target_ref@{s}" for s in pl["target_seeds"]),
+            *(f"target@{v}-{s}" for v in pl["target_variants"] for s in pl["target_seeds"])}
 
 
 def test_every_stage_resolves_and_feeds_the_ledger_or_the_figures(smoke_repo: Path) -> None:
@@ -98,7 +102,8 @@ def test_every_stage_resolves_and_feeds_the_ledger_or_the_figures(smoke_repo: Pa
                     todo.append(parent)
         return seen
 
-    assert ancestors("claims") | ancestors("figures") | {"claims", "figures"} == names  # no stage writes for nobody
+    assert ancestors("report") | {"report"} == names  # no stage writes for nobody: the report reads them all
+    assert {"claims", "figures"} <= ancestors("report")
     assert {"data", "bench", "security", "privacy", "mia", "comm", "stats"} <= ancestors("claims")
 
 
@@ -127,7 +132,8 @@ def test_dvc_repro_short_chain_end_to_end(smoke_repo: Path) -> None:
     comm = report.comm_tables("smoke", root=work / "results")
     by = comm["bytes"].set_index("method")
     assert by.loc["fedavg", "mib_up_per_client_round"] == pytest.approx(4 * num_params / 2**20)
-    assert set(comm) == {"bytes"}  # the other groups did not run: absent, not invented
+    # the other groups did not run: absent, not invented; the target tables are empty, with their columns
+    assert set(comm) == {"bytes", "to_target", "curves"} and comm["to_target"].empty and comm["curves"].empty
     mia = report.mia_tables("smoke", root=work / "results")
     assert set(mia["summary"]["method"]) == {"fedavg", "he_only"}
     assert set(mia["summary"]["worst_attack"]) <= set(PAPER_ATTACKS)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from medhe import report, results
+from medhe import report, results, targets
 from medhe.attacks.data import PAPER_ATTACKS
 
 MIB = 2**20
@@ -53,9 +53,13 @@ def write_run(root: Path, group: str, *, method: str, seed: int, tag: str = "", 
     return folder
 
 
-def write_mia(folder: Path, *, method: str, seed: int, rates: dict[str, float], aucs: dict[str, float]) -> None:
+def write_mia(folder: Path, *, method: str, seed: int, rates: dict[str, float], aucs: dict[str, float],
+              calibration: dict[str, float] | None = None) -> None:
+    """``calibration``: each attack's success on the calibration split (default: its evaluation rate)."""
+    calibration = calibration or rates
     rows = [{"method": method, "seed": seed, "attack": a, "success_rate": r, "ci_low": r - 0.05, "ci_high": r + 0.05,
-             "auc": aucs[a], "tpr_at_1pct_fpr": aucs[a] / 10} for a, r in rates.items()]
+             "auc": aucs[a], "tpr_at_1pct_fpr": aucs[a] / 10, "calibration_success_rate": calibration[a]}
+            for a, r in rates.items()]
     pd.DataFrame(rows).to_csv(folder / "mia.csv", index=False)
     roc = [{"method": method, "seed": seed, "attack": a, "fpr": f, "tpr": f} for a in rates for f in (0.0, 1.0)]
     pd.DataFrame(roc).to_csv(folder / "roc.csv", index=False)
@@ -182,7 +186,8 @@ def test_trials_table_one_sorted_row_per_method_and_seed(tree: Path) -> None:
 
 def test_comm_tables_from_every_group_present(tree: Path) -> None:
     tables = report.comm_tables(PROFILE, root=tree)
-    assert set(tables) == {"bytes", "sweep", "scale", "frontier"}
+    assert set(tables) == {"bytes", "sweep", "scale", "frontier", "to_target", "curves"}
+    assert tables["to_target"].empty and list(tables["to_target"].columns) == list(targets.TABLE_COLUMNS)
     by = tables["bytes"].set_index(["group", "method", "seed"])
     assert by.loc[("runs", "medhe", 2), "mib_up_per_client_round"] == pytest.approx(0.75)
     assert by.loc[("noniid", "fedavg", 1), "mib_up_per_client_round"] == pytest.approx(4.0)
@@ -195,9 +200,10 @@ def test_comm_tables_skip_what_needs_the_runs_group(tmp_path: Path) -> None:
     write_run(tmp_path, "sweeps", method="medhe_no_dp", seed=1, tag="sparsity0.5-", up=[MIB])
     write_run(tmp_path, "papersize", method="fedavg", seed=1, up=[3 * MIB], num_params=66_955_010)
     tables = report.comm_tables(PROFILE, root=tmp_path)
-    assert set(tables) == {"bytes"}  # no runs group: no baseline, so neither sweep nor frontier
+    # no runs group: no baseline, so neither sweep nor frontier; no target runs: empty tables with their columns
+    assert set(tables) == {"bytes", "to_target", "curves"} and tables["to_target"].empty and tables["curves"].empty
     assert tables["bytes"]["num_params"].tolist() == [66_955_010]
-    assert report.comm_tables(PROFILE, root=tmp_path / "empty") == {}
+    assert set(report.comm_tables(PROFILE, root=tmp_path / "empty")) == {"to_target", "curves"}
 
 
 def test_stats_tables_summary_tests_phases_convergence_noniid(tree: Path) -> None:
@@ -227,7 +233,9 @@ def test_stats_tables_summary_tests_phases_convergence_noniid(tree: Path) -> Non
 def test_write_tables_round_trips(tree: Path, tmp_path: Path) -> None:
     tables = report.comm_tables(PROFILE, root=tree)
     paths = report.write_tables(tables, tmp_path / "out" / "comm")
-    assert sorted(p.name for p in paths) == ["bytes.csv", "frontier.csv", "scale.csv", "sweep.csv"]
+    # to_target and curves are written with their columns even without target runs (DVC outs of the comm stage)
+    assert sorted(p.name for p in paths) == ["bytes.csv", "curves.csv", "frontier.csv", "scale.csv", "sweep.csv",
+                                            "to_target.csv"]
     back = pd.read_csv(tmp_path / "out" / "comm" / "sweep.csv")
     assert back["saving_pct"].tolist() == pytest.approx([75.0])
 
@@ -237,15 +245,18 @@ def test_mia_tables_worst_case_over_the_papers_attacks_and_over_all(tmp_path: Pa
              "lira_offline": 0.70}
     aucs = {"confidence": 0.57, "entropy": 0.61, "modified_entropy": 0.66, "learned_logistic": 0.59,
             "lira_offline": 0.75}
+    # chosen on the calibration split: confidence leads there (0.62), though entropy scores higher on evaluation
+    calibration = {**rates, "confidence": 0.62, "entropy": 0.56, "lira_offline": 0.71}
     assert set(rates) - {"lira_offline"} == set(PAPER_ATTACKS)
     for seed in (1, 2):
         folder = write_run(tmp_path, "runs", method="fedavg", seed=seed, up=[MIB])
-        write_mia(folder, method="fedavg", seed=seed, rates=rates, aucs=aucs)
+        write_mia(folder, method="fedavg", seed=seed, rates=rates, aucs=aucs, calibration=calibration)
     tables = report.mia_tables(PROFILE, root=tmp_path)
     assert len(tables["attacks"]) == 10 and len(tables["roc"]) == 20
     row = tables["summary"].iloc[0]
-    assert (row["worst_attack"], row["worst_success_rate"]) == ("entropy", 0.60)  # LiRA's 0.70 is not a paper attack
-    assert row["worst_ci_low"] == pytest.approx(0.55) and row["worst_ci_high"] == pytest.approx(0.65)
+    # the attack picked on calibration, scored on evaluation; LiRA's 0.70 is not a paper attack
+    assert (row["worst_attack"], row["worst_success_rate"]) == ("confidence", 0.55)
+    assert row["worst_ci_low"] == pytest.approx(0.50) and row["worst_ci_high"] == pytest.approx(0.60)
     assert (row["worst_any_attack"], row["worst_any_success_rate"]) == ("lira_offline", 0.70)
     assert row["max_auc"] == 0.75 and row["max_tpr_at_1pct_fpr"] == pytest.approx(0.075)
     with pytest.raises(FileNotFoundError, match="no mia.csv under .*lira"):
