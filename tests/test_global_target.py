@@ -236,3 +236,20 @@ def test_report_table_says_not_reached_and_averages_only_the_seeds_that_reached(
     assert "1/2" in row_a and "12.5" in row_a and "| 3 " in row_a.replace("3.0", "3 ") and "no DP" in row_a
     assert "0/1" in row_b and "not reached in 8" in row_b and "171.4" in row_b
     assert "not yet measured" in profile_report.to_target_table(table.iloc[0:0])
+
+
+def test_a_reference_at_the_majority_class_defines_no_target(tmp_path) -> None:
+    """FedAvg stuck at the majority class: 0.95 x its macro-F1 would be met by an untrained model."""
+    import json
+
+    folder = tmp_path / "p" / "target"
+    for variant, f1 in (("fedavg", [0.52, 0.39, 0.39]), ("topk", [0.52, 0.46, 0.39])):
+        run = folder / f"{variant}_s1"
+        run.mkdir(parents=True)
+        _history(f1).assign(method=variant).to_csv(run / "history.csv", index=False)
+        (run / "run.json").write_text(json.dumps({"method": variant, "params": {"sparsify": {"sparsity": 0.9}},
+                                                  "num_params": 10}))
+        (run / "metrics.json").write_text(json.dumps({"f1_macro": f1[-1], "majority_f1_macro": 0.39}))
+    table, _ = targets.to_target_table("p", fraction=0.95, root=tmp_path)
+    assert not table["reference_learned"].any() and not table["reached"].any()
+    assert table["target"].isna().all()

@@ -271,6 +271,8 @@ def to_target_table(to_target: pd.DataFrame | None) -> str:
         hit = g[g["reached"].astype(bool)]
         budget = int(g["rounds_run"].max())
         rounds = num(hit["rounds_to_target"].mean(), 1) if len(hit) else f"not reached in {budget}"
+        if "reference_learned" in g and not g["reference_learned"].astype(bool).any():
+            rounds = "no target: FedAvg's reference did not learn"
         mib = num(hit["mib_up_to_target"].mean(), 1) if len(hit) else "—"
         eps = g["epsilon"].dropna()
         rows.append([variant, f"{len(hit)}/{len(g)}", pm(g["f1_macro_r3"].mean(), g["f1_macro_r3"].std()),

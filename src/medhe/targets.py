@@ -30,7 +30,9 @@ __all__ = ["target_value", "to_target", "curves", "to_target_table", "reference_
            "TABLE_COLUMNS", "CURVE_COLUMNS"]
 
 PAPER_ROUNDS = 3  # the paper's round count: f1_macro_r3 is the paper's comparison
-TABLE_COLUMNS = ("variant", "method", "seed", "sparsity", "target", "rounds_run", "final_f1_macro", "f1_macro_r3",
+LEARNED_MARGIN = 0.02  # the reference must beat the majority class's macro-F1 by this much (the ledger's margin)
+TABLE_COLUMNS = ("variant", "method", "seed", "sparsity", "reference_learned", "target", "rounds_run", "final_f1_macro",
+                 "f1_macro_r3",
                  "reached", "rounds_to_target", "bytes_up_to_target", "bytes_updown_to_target", "epsilon",
                  "num_params", "mib_up_to_target")
 CURVE_COLUMNS = ("variant", "method", "seed", "round", "f1_macro", "accuracy", "cum_bytes_up_per_client",
@@ -77,7 +79,7 @@ def to_target(history: pd.DataFrame, *, target: float) -> dict:
     f1 = h["f1_macro"].to_numpy(dtype=float)
     up = h["bytes_up_per_client"].fillna(0.0).to_numpy(dtype=float).cumsum()
     down = h["bytes_down_per_client"].fillna(0.0).to_numpy(dtype=float).cumsum()
-    hit = [i for i in range(len(rounds)) if f1[i] >= target]
+    hit = [i for i in range(len(rounds)) if f1[i] >= target]  # none when the target is NaN (undefined)
     r3 = h.loc[h["round"] == PAPER_ROUNDS, "f1_macro"]
     out = {"target": float(target), "rounds_run": int(rounds[-1]), "final_f1_macro": float(f1[-1]),
            "f1_macro_r3": float(r3.iloc[0]) if len(r3) else math.nan, "reached": bool(hit),
@@ -106,7 +108,9 @@ def to_target_table(profile: str, *, fraction: float, root: str | Path = "result
     """(one row per target run, its per-round curve) for ``results/<profile>/target``.
 
     Each seed's target comes from its FedAvg reference (``fedavg_s<seed>``); a seed without one is
-    an error that names the missing run.
+    an error that names the missing run. A reference that did not beat the majority class's macro-F1
+    by ``LEARNED_MARGIN`` defines no target: its seed's rows say ``reference_learned = False`` and
+    reach nothing.
     """
     folder = Path(root) / profile / "target"
     runs = sorted(p.parent for p in folder.glob("*/history.csv"))
@@ -115,12 +119,18 @@ def to_target_table(profile: str, *, fraction: float, root: str | Path = "result
     rows, frames = [], []
     for run_dir in runs:
         variant, seed = _variant_seed(run_dir)
-        target = reference_target(folder / f"fedavg_s{seed}" / "metrics.json", fraction=fraction)
+        ref_file = folder / f"fedavg_s{seed}" / "metrics.json"
+        target = reference_target(ref_file, fraction=fraction)
+        ref = json.loads(ref_file.read_text())
+        learned = ref["f1_macro"] > ref.get("majority_f1_macro", 0.0) + LEARNED_MARGIN
+        if not learned:  # a target at the majority class is met by a model that learned nothing
+            target = math.nan
         hist = pd.read_csv(run_dir / "history.csv")
         record = json.loads((run_dir / "run.json").read_text())
         eps = hist["epsilon_rdp"].iloc[-1] if "epsilon_rdp" in hist.columns else math.nan
         rows.append({"variant": variant, "method": record["method"], "seed": seed,
-                     "sparsity": record["params"]["sparsify"]["sparsity"], **to_target(hist, target=target),
+                     "sparsity": record["params"]["sparsify"]["sparsity"], "reference_learned": learned,
+                     **to_target(hist, target=target),
                      "epsilon": float(eps), "num_params": record.get("num_params"),
                      "mib_up_to_target": math.nan})
         rows[-1]["mib_up_to_target"] = rows[-1]["bytes_up_to_target"] / 2**20
