@@ -227,20 +227,14 @@ class BFVTransport:
         for r0 in range(0, rows_total, block_rows):
             r1 = min(rows_total, r0 + block_rows)
             start, stop = r0 * N, min(n, r1 * N)
-            uploads = []
-            for i, e in enumerate(encs):
-                with timed(timings, "encrypt"):
+            plains = []
+            with timed(timings, "encrypt"):
+                for e in encs:
                     flat = np.zeros((r1 - r0) * N, dtype=np.uint64)
                     flat[: stop - start] = np.mod(e[start:stop], t).astype(np.uint64)
-                    blobs = self.client.encrypt(flat.reshape(r1 - r0, N))
-                ledger.add(blobs, round_=round_, client=i, direction="up", category="ciphertext")
-                uploads.append(blobs)
-            with timed(timings, "aggregate"):
-                agg = self.server.aggregate(uploads)
-            for i in range(len(encs)):
-                ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
+                    plains.append(flat.reshape(r1 - r0, N))
+            rows, budget = self._add_block(plains, ledger, round_, timings)
             with timed(timings, "decrypt"):
-                rows, budget = self.client.decrypt(agg)
                 v = rows.reshape(-1)[: stop - start].astype(np.int64)  # t <= 2^62: fits
                 total[start:stop] = np.where(v >= t // 2, v - t, v)
             least = budget if least is None else min(least, budget)
@@ -255,19 +249,28 @@ class BFVTransport:
         least = None
         for start in range(0, max(n, 1), block):
             stop = min(n, start + block)
-            uploads = []
-            for i, q in enumerate(qs):
-                with timed(timings, "encrypt"):
-                    blobs = self.client.encrypt(bfv.pack_fields(q[start:stop], self.layout, poly_modulus_degree=N))
-                ledger.add(blobs, round_=round_, client=i, direction="up", category="ciphertext")
-                uploads.append(blobs)
-            with timed(timings, "aggregate"):
-                agg = self.server.aggregate(uploads)
-            for i in range(len(qs)):
-                ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
-            # every client decrypts the same broadcast; decrypted once here, timed for one client
+            with timed(timings, "encrypt"):
+                plains = [bfv.pack_fields(q[start:stop], self.layout, poly_modulus_degree=N) for q in qs]
+            rows, budget = self._add_block(plains, ledger, round_, timings)
             with timed(timings, "decrypt"):
-                rows, budget = self.client.decrypt(agg)
                 total[start:stop] = bfv.unpack_fields(rows, self.layout, size=stop - start, num_summed=len(qs))
             least = budget if least is None else min(least, budget)
         return total, (0 if least is None else least)
+
+    def _add_block(self, plains: list[np.ndarray], ledger: ByteLedger, round_: int,
+                   timings: dict[str, float]) -> tuple[np.ndarray, int]:
+        """One block of one round: each client encrypts its encoded rows and uploads them, the server adds,
+        every client downloads the sum; returns the decrypted rows and their noise budget. Every
+        ciphertext is counted; the broadcast is decrypted once here, timed for one client."""
+        uploads = []
+        for i, plain in enumerate(plains):
+            with timed(timings, "encrypt"):
+                blobs = self.client.encrypt(plain)
+            ledger.add(blobs, round_=round_, client=i, direction="up", category="ciphertext")
+            uploads.append(blobs)
+        with timed(timings, "aggregate"):
+            agg = self.server.aggregate(uploads)
+        for i in range(len(plains)):
+            ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
+        with timed(timings, "decrypt"):
+            return self.client.decrypt(agg)
