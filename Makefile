@@ -18,9 +18,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml tools/register
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet -e '.[flower]'  # the package and its Flower extra (pinned as in requirements.txt)
 	$(PY) tools/register_kernel.py >/dev/null
-	$(PY) -c "import medhe, torch, tenseal, transformers, dp_accounting; print('medhe environment ready:', torch.__version__)"
+	$(PY) -c "import medhe, torch, tenseal, transformers, dp_accounting, flwr; print('medhe environment ready:', torch.__version__)"
 	touch $(STAMP)
 
 repro: setup

@@ -14,7 +14,7 @@ def _pins(lines):
     out = {}
     for line in lines:
         line = line.split("#", 1)[0].strip()
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s]+)", line)
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+(?:\[[a-z,]+\])?)==([^\s]+)", line)  # name[extras]==version
         if m:
             out[m.group(1).lower()] = m.group(2)
     return out
@@ -39,3 +39,12 @@ def test_nodeps_packages_are_named_in_environment_yml():
 def test_makefile_installs_the_same_files():
     make = (ROOT / "Makefile").read_text()
     assert "torch==2.13.0" in make and "-r requirements.txt" in make and "--no-deps -r requirements-nodeps.txt" in make
+    assert "-e '.[flower]'" in make  # the package with its Flower extra
+
+
+def test_flower_extra_is_pinned_as_in_requirements():
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["flower"]
+    req = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    assert _pins(extra) == {"flwr[simulation]": "1.42.0"} == {k: v for k, v in req.items() if k.startswith("flwr")}
