@@ -1,0 +1,241 @@
+"""The MedHE ServerApp (Flower 1.42 Message API): the aggregator's round loop.
+
+Flower's ``FedAvg`` averages plaintext arrays, so it cannot aggregate ciphertexts, and a ``union``
+round needs more than one exchange; the ServerApp's ``main`` therefore drives its own loop with the
+grid's ``send_and_receive``:
+
+* set-up: every site reports its number of records; partition 0 sends the public setup bytes (a
+  CKKS context without keys, or the BFV parameters), from which the :class:`~medhe.flower.roles.ServerAggregator`
+  is built. The aggregation weights follow from the sizes (public, as in-process);
+* per round: ``train.encode`` (index sets up under ``union``), ``train.values`` (union down,
+  ciphertexts up), ``train.apply`` (the sum down). The server only adds.
+
+Every medhe payload (index sets, union, ciphertexts, setup) is counted in a
+:class:`medhe.comm.ByteLedger` exactly as the in-process engine counts it; Flower's own serialised
+objects (message heads, records, array chunks; content-addressed, so an identical broadcast is stored
+once) are counted apart in ``wire.csv``.
+
+Faults: a site that does not answer within ``step-timeout`` seconds, or answers with an error, fails
+the round, and the run stops with an error naming the partition (:class:`RoundFailed`). Completing the
+round over the sites that answered is not done: their noise shares were calibrated to ``n`` sites
+(the sum would carry less noise than the accountant assumes), and the sites that answered have already
+moved their quantisation error into their residuals and would need their sent values back.
+
+Run config (``[tool.flwr.app.config]`` or ``--run-config``): ``params-file`` (JSON of the parameters),
+``method``, ``seed``, ``out-dir``, ``export-model`` ("true": fetch the final model from partition 0),
+``noise-source`` ("seeded": reproducible as in-process; "secure": OS CSPRNG), ``step-timeout``,
+``nodes-timeout``; ``sim-data-dir`` and ``sim-key-file`` only for simulation, where every virtual site
+shares the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from medhe.flower import roles
+from medhe.flower import state as st
+
+app = ServerApp()
+
+
+class RoundFailed(RuntimeError):
+    """A step of a round did not complete at every site; names the partitions."""
+
+
+@app.main()
+def main(grid: Grid, context) -> None:
+    run(grid, dict(context.run_config))
+
+
+def object_bytes(msg: Message) -> int:
+    """Bytes of Flower's serialised objects of ``msg`` (head, records, array chunks), deduplicated."""
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+
+    return sum(len(o.deflate()) for o in get_all_nested_objects(msg).values())
+
+
+class _Link:
+    """Sends one step to the sites, collects every reply or fails; counts Flower's bytes."""
+
+    def __init__(self, grid: Grid, *, timeout: float) -> None:
+        self.grid = grid
+        self.timeout = timeout
+        self.pid_of: dict[int, int] = {}
+        self.wire: list[dict[str, Any]] = []
+
+    def exchange(self, contents: dict[int, RecordDict], message_type: str, *, round_: int) -> dict[int, Message]:
+        msgs = [Message(content, dst_node_id=nid, message_type=message_type, group_id=str(round_))
+                for nid, content in contents.items()]
+        sent = sum(object_bytes(m) for m in msgs)
+        t = time.perf_counter()
+        replies = {m.metadata.src_node_id: m for m in self.grid.send_and_receive(msgs, timeout=self.timeout)}
+        seconds = time.perf_counter() - t
+        name = lambda nid: self.pid_of.get(nid, f"node {nid}")  # noqa: E731
+        missing = [name(n) for n in contents if n not in replies]
+        errors = {name(n): m.error.reason for n, m in replies.items() if m.has_error()}
+        if missing or errors:
+            raise RoundFailed(f"round {round_}, step {message_type!r}: no reply from partition(s) {missing} "
+                              f"within {self.timeout} s; errors from {errors}. The round is abandoned: completing it "
+                              "over the sites that answered would release less DP noise than calibrated")
+        received = sum(object_bytes(m) for m in replies.values())
+        self.wire.append({"round": round_, "step": message_type, "sites": len(msgs), "flower_bytes_down": sent,
+                          "flower_bytes_up": received, "seconds": seconds})
+        return replies
+
+
+def _wait_for_nodes(grid: Grid, n: int, timeout: float) -> list[int]:
+    t0 = time.monotonic()
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= n:
+            return nodes
+        if time.monotonic() - t0 > timeout:
+            raise RoundFailed(f"only {len(nodes)} of {n} sites connected within {timeout} s")
+        time.sleep(0.5)
+
+
+def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
+    """The whole run (see the module docstring); writes ``out-dir`` and returns the run record."""
+    from medhe import comm, params, records
+    from medhe.ckks.sparse import decode_index_set, encode_index_set, union_index_sets
+    from medhe.fl import methods
+    from medhe.fl.simulate import _epsilon_columns, _make_accountant, aggregation_weights
+
+    wall0 = time.perf_counter()
+    raw = json.loads(Path(config["params-file"]).read_text())
+    P = params.load_dict(raw)
+    spec = methods.get(str(config["method"]))
+    roles.check_supported(spec, P)
+    seed = int(config.get("seed", P.seed))
+    n = P.data.num_clients
+    link = _Link(grid, timeout=float(config.get("step-timeout", 600)))
+    nodes = _wait_for_nodes(grid, n, float(config.get("nodes-timeout", 120)))[:n]
+    run_cfg = {"params-json": json.dumps(raw), "method": spec.name, "seed": seed,
+               "noise-source": str(config.get("noise-source", "seeded")),
+               "export-model": str(config.get("export-model", "false")).lower()}
+    for k in ("sim-data-dir", "sim-key-file"):
+        if config.get(k):
+            run_cfg[k] = str(config[k])
+    ledger = comm.ByteLedger()
+
+    # ---- set-up
+    replies = link.exchange({nid: RecordDict({"config": ConfigRecord(run_cfg)}) for nid in nodes}, "query.setup",
+                            round_=0)
+    info = {nid: m.content["config"] for nid, m in replies.items()}
+    link.pid_of = {nid: int(c["partition-id"]) for nid, c in info.items()}
+    pids = sorted(link.pid_of.values())
+    if pids != list(range(n)):
+        raise RoundFailed(f"the sites hold partitions {pids}, expected 0..{n - 1} (node config partition-id)")
+    by_pid = {p: nid for nid, p in link.pid_of.items()}
+    sizes = [int(info[by_pid[p]]["num-examples"]) for p in range(n)]
+    digests = {str(c["digest"]) for c in info.values()}
+    if len(digests) != 1:
+        raise RoundFailed("the sites built different initial models (same seed and parameters expected)")
+    first = replies[by_pid[0]]
+    setup = st.record_blobs(first.content["setup"])[0]
+    if spec.encryption != "none":
+        ledger.add(setup, round_=0, client=0, direction="up", category="context")
+    aggregator = roles.ServerAggregator(spec, P, setup)
+    weights = aggregation_weights(spec, P, sizes)
+    accountant = _make_accountant(spec, P)
+    base = {"method": spec.name, "seed": seed, "engine": "flower"}
+    history = [{**base, "round": 0, **dict(first.content["metrics"]), "bytes_up_per_client": 0.0,
+                "bytes_down_per_client": 0.0}]
+    value_cat = "update" if spec.encryption == "none" else "ciphertext"
+    round_cfg = lambda r: ConfigRecord({"round": r, "weights": [float(x) for x in weights]})  # noqa: E731
+
+    # ---- rounds
+    for r in range(1, P.train.rounds + 1):
+        t_round = time.perf_counter()
+        t_agg = 0.0
+        replies = link.exchange({nid: RecordDict({"config": round_cfg(r)}) for nid in nodes}, "train.encode",
+                                round_=r)
+        client_metrics = {link.pid_of[nid]: dict(m.content["metrics"]) for nid, m in replies.items()}
+        if roles.needs_union(spec, P):
+            sets = []
+            for p in range(n):
+                msg = st.record_blobs(replies[by_pid[p]].content["index"])[0]
+                ledger.add(msg, round_=r, client=p, direction="up", category="index")
+                sets.append(decode_index_set(msg))
+            t = time.perf_counter()
+            union_msg = encode_index_set(union_index_sets(sets), length=int(info[by_pid[0]]["num-params"]))
+            t_agg += time.perf_counter() - t
+            for p in range(n):
+                ledger.add(union_msg, round_=r, client=p, direction="down", category="index")
+            down = RecordDict({"config": round_cfg(r), "union": st.blobs_record([union_msg])})
+            replies = link.exchange({nid: down for nid in nodes}, "train.values", round_=r)
+            for nid, m in replies.items():
+                client_metrics[link.pid_of[nid]].update(dict(m.content["metrics"]))
+        uploads = []
+        for p in range(n):
+            blobs = st.record_blobs(replies[by_pid[p]].content["values"])
+            ledger.add(blobs, round_=r, client=p, direction="up", category=value_cat)
+            uploads.append(blobs)
+        t = time.perf_counter()
+        total = aggregator.aggregate(uploads, clients=list(range(n)))
+        t_agg += time.perf_counter() - t
+        for p in range(n):
+            ledger.add(total, round_=r, client=p, direction="down", category=value_cat)
+        down = RecordDict({"config": ConfigRecord({"round": r, "num-summed": n}), "sum": st.blobs_record(total)})
+        replies = link.exchange({nid: down for nid in nodes}, "train.apply", round_=r)
+        digests = {link.pid_of[nid]: str(m.content["config"]["digest"]) for nid, m in replies.items()}
+        if len(set(digests.values())) != 1:
+            raise RoundFailed(f"round {r}: the sites hold different models after applying the sum: {digests}")
+        row = {**base, "round": r, **dict(replies[by_pid[0]].content["metrics"]),
+               "bytes_up_per_client": ledger.per_client_round(round_=r, direction="up"),
+               "bytes_down_per_client": ledger.per_client_round(round_=r, direction="down"),
+               "density": float(np.mean([m["density"] for m in client_metrics.values()])),
+               "train_loss": float(np.mean([m["train_loss"] for m in client_metrics.values()])),
+               "time_round": time.perf_counter() - t_round, "time_aggregate": t_agg,
+               "server_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        for key in ("quant_bound", "encrypted_values_per_client"):
+            if key in client_metrics[0]:
+                row[key] = client_metrics[0][key]
+        if accountant is not None:
+            row.update(_epsilon_columns(accountant, spec, P, row))
+        history.append(row)
+
+    final = None
+    if run_cfg["export-model"] == "true":
+        replies = link.exchange({by_pid[0]: RecordDict({})}, "query.weights", round_=P.train.rounds)
+        final = st.array_vector(replies[by_pid[0]].content["model"]["w"])
+    record = {"engine": "flower", "flower_version": _flwr_version(), "method": spec.name, "seed": seed,
+              "params": P.to_dict(), "params_digest": P.digest(), "client_sizes": sizes,
+              "aggregation_weights": weights, "num_params": int(info[by_pid[0]]["num-params"]),
+              "rounds": P.train.rounds, "wall_time_s": time.perf_counter() - wall0,
+              "bytes_setup": ledger.total(round_=0), "bytes_ledger_total": ledger.total(),
+              "flower_bytes_total": int(sum(w["flower_bytes_down"] + w["flower_bytes_up"] for w in link.wire)),
+              "privacy": {"noise_source_by_site": {int(c["partition-id"]): str(c["noise-source"])
+                                                   for c in info.values()}},
+              "environment": records.environment()}
+    _write(config.get("out-dir"), history=history, ledger=ledger, wire=link.wire, record=record, final=final)
+    return record
+
+
+def _flwr_version() -> str:
+    from importlib.metadata import version
+
+    return version("flwr")
+
+
+def _write(out_dir, *, history, ledger, wire, record, final) -> None:
+    if not out_dir:
+        return
+    from medhe import records
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records.write_csv(out / "history.csv", history)
+    records.write_csv(out / "bytes.csv", ledger.rows or [{"round": 0, "bytes": 0}])
+    records.write_csv(out / "wire.csv", wire)
+    records.write_json(out / "run.json", record)
+    if final is not None:
+        np.save(out / "final_weights.npy", final)

@@ -1,0 +1,103 @@
+"""Run a MedHE method on Flower's simulation engine (Ray backend), in a child process.
+
+:func:`run` prepares a work folder (the parameters as JSON, one data file per client, the clients'
+key file), then starts ``python -m medhe.flower.simulation <folder>`` under :func:`medhe.flower.env.flower_env`
+(no telemetry, update checks, usage stats or runtime installs) and waits. The child calls
+``flwr.simulation.run_simulation`` with the MedHE ServerApp and ClientApp; the ServerApp writes
+``history.csv``, ``bytes.csv`` (the medhe ledger), ``wire.csv`` (Flower's serialised bytes per step)
+and ``run.json`` into the output folder. A child process keeps Ray (and its ~20 s start-up, its
+worker processes and its memory) out of the caller, and its exit ends every Ray process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from medhe.params import Params
+
+
+def prepare(P: Params, *, method: str, seed: int, work: str | Path) -> dict[str, str]:
+    """Write the parameters, the partitions and the key file into ``work``; return the run config."""
+    from medhe.fl import methods
+    from medhe.flower.keys import write_key_file
+    from medhe.flower.partitions import write_partitions
+
+    spec = methods.get(method)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    params_file = work / "params.json"
+    params_file.write_text(json.dumps(P.to_dict()))
+    write_partitions(P, seed=seed, folder=work / "data")
+    key = write_key_file(spec, P, work / "medhe.key")
+    return {"params-file": str(params_file), "method": method, "seed": seed, "sim-data-dir": str(work / "data"),
+            "sim-key-file": "" if key is None else str(key)}
+
+
+def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path, work: str | Path | None = None,
+        num_cpus: int = 2, export_model: bool = True, timeout: float = 1800, extra: dict | None = None) -> Path:
+    """Run ``method`` for ``P.train.rounds`` rounds on ``P.data.num_clients`` virtual sites; returns ``out_dir``.
+
+    Raises:
+        RuntimeError: if the simulation fails (its log tail is in the message).
+    """
+    from medhe.flower.env import flower_env
+
+    seed = P.seed if seed is None else seed
+    out_dir = Path(out_dir)
+    work = Path(work) if work is not None else out_dir / "work"
+    config = {**prepare(P, method=method, seed=seed, work=work), "out-dir": str(out_dir),
+              "export-model": "true" if export_model else "false", **(extra or {})}
+    spec_file = work / "simulation.json"
+    spec_file.write_text(json.dumps({"config": config, "num_supernodes": P.data.num_clients, "num_cpus": num_cpus}))
+    env = flower_env(flwr_home=work / "flwr-home")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "medhe.flower.simulation", str(spec_file)], env=env,
+                          capture_output=True, text=True, timeout=timeout, start_new_session=True)
+    (out_dir / "simulation.log").parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / "simulation.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not (out_dir / "run.json").exists():
+        raise RuntimeError(f"Flower simulation of {method!r} failed (exit {proc.returncode}):\n"
+                           + (proc.stdout + proc.stderr)[-4000:])
+    return out_dir
+
+
+def _child(spec_file: str) -> None:
+    """Inside the child: run_simulation with the config baked into the ServerApp."""
+    from medhe.flower.env import apply_to_this_process
+
+    apply_to_this_process()
+    spec = json.loads(Path(spec_file).read_text())
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    from medhe.flower import server_app
+    from medhe.flower.client_app import app as client_app
+
+    sapp = ServerApp()
+    failure: list[BaseException] = []
+
+    @sapp.main()
+    def _main(grid, context) -> None:
+        try:
+            server_app.run(grid, {**spec["config"], **dict(context.run_config)})
+        except BaseException as err:  # run_simulation logs and swallows ServerApp errors
+            failure.append(err)
+            raise
+
+    n_cpus = int(spec["num_cpus"])
+    backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+               "init_args": {"num_cpus": n_cpus, "include_dashboard": False, "logging_level": "error",
+                             "log_to_driver": True}}
+    run_simulation(server_app=sapp, client_app=client_app, num_supernodes=int(spec["num_supernodes"]),
+                   backend_config=backend)
+    if failure:
+        print(f"medhe ServerApp failed: {type(failure[0]).__name__}: {failure[0]}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])
