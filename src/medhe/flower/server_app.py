@@ -24,7 +24,8 @@ moved their quantisation error into their residuals and would need their sent va
 Run config (``[tool.flwr.app.config]`` or ``--run-config``): ``params-file`` (JSON of the parameters),
 ``method``, ``seed``, ``out-dir``, ``export-model`` ("true": fetch the final model from partition 0),
 ``noise-source`` ("seeded": reproducible as in-process; "secure": OS CSPRNG), ``step-timeout``,
-``nodes-timeout``; ``sim-data-dir`` and ``sim-key-file`` only for simulation, where every virtual site
+``nodes-timeout``, ``dump-messages`` (a folder: every record of every message, for inspection);
+``sim-data-dir`` and ``sim-key-file`` only for simulation, where every virtual site
 shares the machine.
 """
 
@@ -65,11 +66,25 @@ def object_bytes(msg: Message) -> int:
 class _Link:
     """Sends one step to the sites, collects every reply or fails; counts Flower's bytes."""
 
-    def __init__(self, grid: Grid, *, timeout: float) -> None:
+    def __init__(self, grid: Grid, *, timeout: float, dump: str | Path | None = None) -> None:
         self.grid = grid
         self.timeout = timeout
         self.pid_of: dict[int, int] = {}
         self.wire: list[dict[str, Any]] = []
+        self.dump = None if not dump else Path(dump)
+
+    def _dump(self, msg: Message, *, round_: int, step: str, direction: str, node: int) -> None:
+        """Every record of ``msg`` as files (``dump-messages``): what a test inspects for key material."""
+        if self.dump is None or not msg.has_content():
+            return
+        self.dump.mkdir(parents=True, exist_ok=True)
+        stem = f"r{round_}-{step}-{direction}-n{self.pid_of.get(node, node)}"
+        for name, record in msg.content.items():
+            if hasattr(record, "keys") and all(hasattr(record[k], "data") for k in record.keys()):
+                for k in record.keys():
+                    (self.dump / f"{stem}-{name}-{k}.bin").write_bytes(record[k].data)
+            else:
+                (self.dump / f"{stem}-{name}.json").write_text(json.dumps(dict(record), default=str))
 
     def exchange(self, contents: dict[int, RecordDict], message_type: str, *, round_: int) -> dict[int, Message]:
         msgs = [Message(content, dst_node_id=nid, message_type=message_type, group_id=str(round_))
@@ -85,6 +100,10 @@ class _Link:
             raise RoundFailed(f"round {round_}, step {message_type!r}: no reply from partition(s) {missing} "
                               f"within {self.timeout} s; errors from {errors}. The round is abandoned: completing it "
                               "over the sites that answered would release less DP noise than calibrated")
+        for m in msgs:
+            self._dump(m, round_=round_, step=message_type, direction="down", node=m.metadata.dst_node_id)
+        for nid, m in replies.items():
+            self._dump(m, round_=round_, step=message_type, direction="up", node=nid)
         received = sum(object_bytes(m) for m in replies.values())
         self.wire.append({"round": round_, "step": message_type, "sites": len(msgs), "flower_bytes_down": sent,
                           "flower_bytes_up": received, "seconds": seconds})
@@ -116,7 +135,7 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
     roles.check_supported(spec, P)
     seed = int(config.get("seed", P.seed))
     n = P.data.num_clients
-    link = _Link(grid, timeout=float(config.get("step-timeout", 600)))
+    link = _Link(grid, timeout=float(config.get("step-timeout", 600)), dump=config.get("dump-messages"))
     nodes = _wait_for_nodes(grid, n, float(config.get("nodes-timeout", 120)))[:n]
     run_cfg = {"params-json": json.dumps(raw), "method": spec.name, "seed": seed,
                "noise-source": str(config.get("noise-source", "seeded")),

@@ -37,9 +37,12 @@ def prepare(P: Params, *, method: str, seed: int, work: str | Path) -> dict[str,
             "sim-key-file": "" if key is None else str(key)}
 
 
-def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path, work: str | Path | None = None,
-        num_cpus: int = 2, export_model: bool = True, timeout: float = 1800, extra: dict | None = None) -> Path:
-    """Run ``method`` for ``P.train.rounds`` rounds on ``P.data.num_clients`` virtual sites; returns ``out_dir``.
+def run(P: Params, *, methods: list[str], seed: int | None = None, out_dir: str | Path,
+        num_cpus: int = 2, export_model: bool = True, dump_messages: bool = False, timeout: float = 1800,
+        extra: dict | None = None) -> Path:
+    """Run each of ``methods`` in turn for ``P.train.rounds`` rounds on ``P.data.num_clients`` virtual
+    sites, in one simulation (one Ray start-up); results in ``out_dir/<method>/``. Returns ``out_dir``.
+    ``dump_messages`` writes every record of every message to ``out_dir/<method>/messages/``.
 
     Raises:
         RuntimeError: if the simulation fails (its log tail is in the message).
@@ -48,19 +51,24 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path,
 
     seed = P.seed if seed is None else seed
     out_dir = Path(out_dir)
-    work = Path(work) if work is not None else out_dir / "work"
-    config = {**prepare(P, method=method, seed=seed, work=work), "out-dir": str(out_dir),
-              "export-model": "true" if export_model else "false", **(extra or {})}
-    spec_file = work / "simulation.json"
-    spec_file.write_text(json.dumps({"config": config, "num_supernodes": P.data.num_clients, "num_cpus": num_cpus}))
-    env = flower_env(flwr_home=work / "flwr-home")
+    configs = []
+    for method in methods:
+        work = out_dir / method / "work"
+        configs.append({**prepare(P, method=method, seed=seed, work=work), "out-dir": str(out_dir / method),
+                        "export-model": "true" if export_model else "false",
+                        "dump-messages": str(out_dir / method / "messages") if dump_messages else "",
+                        **(extra or {})})
+    spec_file = out_dir / "simulation.json"
+    spec_file.write_text(json.dumps({"configs": configs, "num_supernodes": P.data.num_clients,
+                                     "num_cpus": num_cpus}))
+    env = flower_env(flwr_home=out_dir / "flwr-home")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-m", "medhe.flower.simulation", str(spec_file)], env=env,
                           capture_output=True, text=True, timeout=timeout, start_new_session=True)
     (out_dir / "simulation.log").parent.mkdir(parents=True, exist_ok=True)
     (out_dir / "simulation.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0 or not (out_dir / "run.json").exists():
-        raise RuntimeError(f"Flower simulation of {method!r} failed (exit {proc.returncode}):\n"
+    if proc.returncode != 0 or not all((out_dir / m / "run.json").exists() for m in methods):
+        raise RuntimeError(f"Flower simulation of {methods!r} failed (exit {proc.returncode}):\n"
                            + (proc.stdout + proc.stderr)[-4000:])
     return out_dir
 
@@ -83,7 +91,8 @@ def _child(spec_file: str) -> None:
     @sapp.main()
     def _main(grid, context) -> None:
         try:
-            server_app.run(grid, {**spec["config"], **dict(context.run_config)})
+            for config in spec["configs"]:  # every method in turn; set-up resets each site's state
+                server_app.run(grid, {**config, **dict(context.run_config)})
         except BaseException as err:  # run_simulation logs and swallows ServerApp errors
             failure.append(err)
             raise
