@@ -3,7 +3,7 @@
 How the key reaches the sites is outside Flower (as in the paper's key model, :mod:`medhe.ckks.context`):
 one site (or a key ceremony) runs :func:`write_key_file`, and the file is copied to every site over a
 channel the server does not see (e.g. the consortium's secure file transfer). Each SuperNode names its
-copy in its node config (``key-file="/path/to/medhe.key"``); the ClientApp reads it lazily, once per
+copy in its node config (``key-file="/path/to/ckks.key"``, or a folder holding ``ckks.key`` and ``bfv.key``); the ClientApp reads it lazily, once per
 process (TenSEAL and SEAL objects do not pickle, so no process receives one: only bytes travel).
 
 The file holds, for CKKS, the TenSEAL context serialised *with* the secret key (no Galois keys); for
@@ -67,6 +67,8 @@ def client_crypto(spec: MethodSpec, P: Params, key_file: str | Path | None):
         raise ValueError(f"method {spec.name!r} encrypts, so the client needs its key file "
                          "(node config key-file=...)")
     path = Path(key_file)
+    if path.is_dir():  # a folder of keys, one per scheme (ckks.key, bfv.key)
+        path = path / f"{spec.encryption}.key"
     key = (str(path.resolve()), spec.encryption, path.stat().st_mtime)
     if key not in _CACHE:
         data = path.read_bytes()

@@ -53,7 +53,34 @@ class RoundFailed(RuntimeError):
 
 @app.main()
 def main(grid: Grid, context) -> None:
-    run(grid, dict(context.run_config))
+    """``method`` may name several methods, comma-separated: run in turn, results in ``out-dir/<method>``."""
+    config = dict(context.run_config)
+    names = [m.strip() for m in str(config["method"]).split(",") if m.strip()]
+    for name in names:
+        out = config.get("out-dir")
+        if len(names) > 1 and out:
+            out = str(Path(out) / name)
+        dump = config.get("dump-messages")
+        if len(names) > 1 and dump:
+            dump = str(Path(dump) / name)
+        run(grid, {**config, "method": name, "out-dir": out, "dump-messages": dump})
+
+
+POLL_SECONDS = 0.25  # Flower's own send_and_receive sleeps 3 s between pulls
+
+
+def send_and_receive(grid: Grid, messages: list[Message], *, timeout: float) -> list[Message]:
+    """:meth:`Grid.send_and_receive` with a short poll interval."""
+    ids = set(grid.push_messages(messages))
+    end = time.monotonic() + timeout
+    out: list[Message] = []
+    while ids and time.monotonic() < end:
+        got = list(grid.pull_messages(ids))
+        out.extend(got)
+        ids.difference_update(m.metadata.reply_to_message_id for m in got)
+        if ids:
+            time.sleep(POLL_SECONDS)
+    return out
 
 
 def object_bytes(msg: Message) -> int:
@@ -91,7 +118,7 @@ class _Link:
                 for nid, content in contents.items()]
         sent = sum(object_bytes(m) for m in msgs)
         t = time.perf_counter()
-        replies = {m.metadata.src_node_id: m for m in self.grid.send_and_receive(msgs, timeout=self.timeout)}
+        replies = {m.metadata.src_node_id: m for m in send_and_receive(self.grid, msgs, timeout=self.timeout)}
         seconds = time.perf_counter() - t
         name = lambda nid: self.pid_of.get(nid, f"node {nid}")  # noqa: E731
         missing = [name(n) for n in contents if n not in replies]

@@ -32,7 +32,7 @@ def prepare(P: Params, *, method: str, seed: int, work: str | Path) -> dict[str,
     params_file = work / "params.json"
     params_file.write_text(json.dumps(P.to_dict()))
     write_partitions(P, seed=seed, folder=work / "data")
-    key = write_key_file(spec, P, work / "medhe.key")
+    key = write_key_file(spec, P, work / f"{spec.encryption}.key")
     return {"params-file": str(params_file), "method": method, "seed": seed, "sim-data-dir": str(work / "data"),
             "sim-key-file": "" if key is None else str(key)}
 
