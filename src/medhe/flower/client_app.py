@@ -80,11 +80,12 @@ def _client(spec, P, part, size):
     return Client(part.partition_id, np.arange(part.num_examples), spec=spec, P=P, size=size)
 
 
-class _NoRecords:
-    """Stands for a partition where only the sparsifier is rebuilt (no records needed)."""
+def _sparsifier(spec, P, size):
+    """The sparsifier :class:`medhe.fl.simulate.Client` builds, without importing the training loop."""
+    from medhe.sparsify import TopKSparsifier
 
-    def __init__(self, pid: int) -> None:
-        self.partition_id, self.num_examples = pid, 1
+    return TopKSparsifier(size=size, sparsity=P.sparsify.sparsity, error_feedback=spec.error_feedback,
+                          adaptive=spec.adaptive, ema_alpha=P.sparsify.ema_alpha)
 
 
 def _digest(w: np.ndarray) -> str:
@@ -100,11 +101,26 @@ def _evaluate(P, bundle, part, w) -> dict[str, float]:
                                                    batch_size=P.train.eval_batch_size).items()}
 
 
+def gaussian_shares(spec, P, *, seed: int, round_: int, weights: list[float]):
+    """The round's seeded Gaussian shares, as :func:`medhe.fl.simulate._noise_fn` builds them (None
+    without noise); kept here so that a ClientApp process need not import the training loop."""
+    if not spec.noise or P.dp.noise_multiplier == 0:
+        return None
+    from medhe.fl.transport import GaussianShares
+    from medhe.privacy import noise_std_per_client, sensitivity_fixed_denominator
+
+    if not np.allclose(weights, 1.0 / P.data.num_clients, rtol=1e-12, atol=0):
+        raise ValueError(f"DP noise is calibrated to the fixed-denominator mean (weights 1/{P.data.num_clients}), "
+                         f"got weights {list(weights)!r}")
+    sensitivity = sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients)
+    std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity,
+                               num_clients=len(weights))
+    return GaussianShares(std=std, seed=seed, round_=round_)
+
+
 def _noise(spec, P, cfg: dict, *, round_: int, weights: list[float]):
     """The round's noise shares: seeded (reproducible, as in-process) or from the OS CSPRNG."""
-    from medhe.fl.simulate import _noise_fn
-
-    noise = _noise_fn(spec, P, seed=int(cfg["seed"]), round_=round_, weights=weights)
+    noise = gaussian_shares(spec, P, seed=int(cfg["seed"]), round_=round_, weights=weights)
     if noise is not None and cfg["noise-source"] == "secure":
         from medhe.flower.secure_noise import SecureGaussianShares
 
@@ -236,7 +252,7 @@ def _values(msg, context, cfg, r, weights, *, union, metrics, t0) -> Message:
     enc = roles.encode(spec, P, crypto, payload=payload, cid=pid, weights=weights, union=union, noise=noise,
                        size=size)
     if enc.feedback is not None and spec.sparsify:  # quantisation error back into the residual
-        sparsifier = _client(spec, P, _NoRecords(pid), size).sparsifier
+        sparsifier = _sparsifier(spec, P, size)
         st.load_sparsifier(context.state, sparsifier)
         sparsifier.absorb(*enc.feedback)
         st.save_sparsifier(context.state, sparsifier)
