@@ -27,12 +27,21 @@ TABULAR = {
 }
 
 
+DROP = {"seed": 7, "partition": 2, "round": 2, "step": "train.values"}
+
+
 @pytest.fixture(scope="module")
 def flower_runs(tmp_path_factory) -> Path:
+    """One simulation: medhe_bfv and medhe (seeded noise), medhe with secure noise, then a medhe_bfv run
+    in which partition 2 drops out in round 2 (the last run: it fails the simulation)."""
     from medhe.flower import simulation
 
     out = tmp_path_factory.mktemp("flower-sim")
-    simulation.run(params.load_dict(TABULAR), methods=list(METHODS), out_dir=out, dump_messages=True)
+    runs = [*METHODS, {"label": "medhe-secure", "method": "medhe", "noise-source": "secure"},
+            {"label": "dropout", "method": "medhe_bfv", "seed": DROP["seed"]}]
+    with pytest.raises(RuntimeError) as failed:
+        simulation.run(params.load_dict(TABULAR), methods=runs, out_dir=out, dump_messages=True, fault=DROP)
+    (out / "failure.txt").write_text(str(failed.value))
     return out
 
 
@@ -97,3 +106,21 @@ def test_flower_wire_bytes_cover_the_ledger(flower_runs):
         assert rec["engine"] == "flower" and rec["privacy"]["noise_source_by_site"]["0"] == "seeded"
         # the ledger counts one download per site; Flower sends it to each site too
         assert rec["bytes_ledger_total"] <= rec["flower_bytes_total"] < 1.05 * rec["bytes_ledger_total"] + 200_000
+
+
+@pytest.mark.slow
+def test_a_site_dropping_out_fails_the_round_and_names_it(flower_runs):
+    msg = (flower_runs / "failure.txt").read_text()
+    assert "RoundFailed" in msg and "round 2, step 'train.values'" in msg and "partition(s) []" in msg
+    assert "errors from {2:" in msg and "dropped out" in msg
+    assert not (flower_runs / "dropout" / "run.json").exists()  # no result of a run that did not complete
+
+
+@pytest.mark.slow
+def test_secure_noise_is_recorded_and_not_the_seeded_draw(flower_runs, inprocess_runs):
+    rec = json.loads((flower_runs / "medhe-secure" / "run.json").read_text())
+    assert set(rec["privacy"]["noise_source_by_site"].values()) == {"secure"}
+    final = np.load(flower_runs / "medhe-secure" / "final_weights.npy")
+    assert not np.allclose(final, inprocess_runs["medhe"].final_weights, atol=1e-6)  # a fresh draw
+    hist = pd.read_csv(flower_runs / "medhe-secure" / "history.csv")
+    assert hist["f1_macro"].iloc[-1] > 0.5  # still trains: the noise has the calibrated std

@@ -260,10 +260,20 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
               "bytes_setup": ledger.total(round_=0), "bytes_ledger_total": ledger.total(),
               "flower_bytes_total": int(sum(w["flower_bytes_down"] + w["flower_bytes_up"] for w in link.wire)),
               "privacy": {"noise_source_by_site": {int(c["partition-id"]): str(c["noise-source"])
-                                                   for c in info.values()}},
+                                                   for c in info.values()},
+                          "noise_sources": _noise_sources({str(c["noise-source"]) for c in info.values()})},
               "environment": records.environment()}
     _write(config.get("out-dir"), history=history, ledger=ledger, wire=link.wire, record=record, final=final)
     return record
+
+
+def _noise_sources(names: set[str]) -> dict[str, str]:
+    """What each noise source named in the run is (the run record states it)."""
+    from medhe.flower.secure_noise import SOURCE
+
+    known = {"seeded": "numpy generator seeded by (seed, 'dp-noise', client, round): reproducible, so anyone "
+                       "who knows the seed can recompute a site's share", "secure": SOURCE}
+    return {n: known.get(n, "unknown") for n in sorted(names)}
 
 
 def _flwr_version() -> str:

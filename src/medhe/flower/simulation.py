@@ -37,37 +37,46 @@ def prepare(P: Params, *, method: str, seed: int, work: str | Path) -> dict[str,
             "sim-key-file": "" if key is None else str(key)}
 
 
-def run(P: Params, *, methods: list[str], seed: int | None = None, out_dir: str | Path,
+def run(P: Params, *, methods: list[str | dict], seed: int | None = None, out_dir: str | Path,
         num_cpus: int = 2, export_model: bool = True, dump_messages: bool = False, timeout: float = 1800,
-        extra: dict | None = None) -> Path:
+        extra: dict | None = None, fault: dict | None = None) -> Path:
     """Run each of ``methods`` in turn for ``P.train.rounds`` rounds on ``P.data.num_clients`` virtual
-    sites, in one simulation (one Ray start-up); results in ``out_dir/<method>/``. Returns ``out_dir``.
-    ``dump_messages`` writes every record of every message to ``out_dir/<method>/messages/``.
+    sites, in one simulation (one Ray start-up); results in ``out_dir/<label>/``. Returns ``out_dir``.
+
+    Args:
+        methods: method names, or dicts ``{"label": ..., "method": ..., <run config overrides>}``.
+        dump_messages: write every record of every message to ``out_dir/<label>/messages/``.
+        extra: run config entries for every run (e.g. ``noise-source``).
+        fault: test hook, ``{"seed": s, "partition": p, "round": r, "step": "train.values"}``: the site of
+            partition p raises in that step of round r of the run whose seed is s (a site dropping out).
 
     Raises:
-        RuntimeError: if the simulation fails (its log tail is in the message).
+        RuntimeError: if the simulation fails (its log tail is in the message); runs before the failing
+            one have written their results.
     """
     from medhe.flower.env import flower_env
 
     seed = P.seed if seed is None else seed
     out_dir = Path(out_dir)
     configs = []
-    for method in methods:
-        work = out_dir / method / "work"
-        configs.append({**prepare(P, method=method, seed=seed, work=work), "out-dir": str(out_dir / method),
-                        "export-model": "true" if export_model else "false",
-                        "dump-messages": str(out_dir / method / "messages") if dump_messages else "",
-                        **(extra or {})})
+    for entry in methods:
+        entry = {"method": entry, "label": entry} if isinstance(entry, str) else dict(entry)
+        label, method = entry.pop("label"), entry.pop("method")
+        run_seed = int(entry.pop("seed", seed))
+        configs.append({**prepare(P, method=method, seed=run_seed, work=out_dir / label / "work"),
+                        "out-dir": str(out_dir / label), "export-model": "true" if export_model else "false",
+                        "dump-messages": str(out_dir / label / "messages") if dump_messages else "",
+                        **(extra or {}), **entry})
     spec_file = out_dir / "simulation.json"
     spec_file.write_text(json.dumps({"configs": configs, "num_supernodes": P.data.num_clients,
-                                     "num_cpus": num_cpus}))
+                                     "num_cpus": num_cpus, "fault": fault}))
     env = flower_env(flwr_home=out_dir / "flwr-home")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-m", "medhe.flower.simulation", str(spec_file)], env=env,
                           capture_output=True, text=True, timeout=timeout, start_new_session=True)
     (out_dir / "simulation.log").parent.mkdir(parents=True, exist_ok=True)
     (out_dir / "simulation.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0 or not all((out_dir / m / "run.json").exists() for m in methods):
+    if proc.returncode != 0 or not all(Path(c["out-dir"], "run.json").exists() for c in configs):
         raise RuntimeError(f"Flower simulation of {methods!r} failed (exit {proc.returncode}):\n"
                            + (proc.stdout + proc.stderr)[-4000:])
     return out_dir
@@ -101,11 +110,35 @@ def _child(spec_file: str) -> None:
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": n_cpus, "include_dashboard": False, "logging_level": "error",
                              "log_to_driver": True}}
+    if spec.get("fault"):
+        client_app = _with_fault(client_app, spec["fault"])
     run_simulation(server_app=sapp, client_app=client_app, num_supernodes=int(spec["num_supernodes"]),
                    backend_config=backend)
     if failure:
         print(f"medhe ServerApp failed: {type(failure[0]).__name__}: {failure[0]}", file=sys.stderr)
         sys.exit(1)
+
+
+class SiteDropped(ConnectionError):
+    """Raised by the fault hook: the site stops answering in this step."""
+
+
+def _with_fault(client_app, fault: dict):
+    """``client_app`` with every handler behind a mod that makes one site fail one step (test hook)."""
+    from flwr.clientapp import ClientApp
+
+    def drop(msg, context, call_next):
+        run = context.state["medhe.run"] if "medhe.run" in context.state else {}
+        if (int(context.node_config["partition-id"]) == int(fault["partition"])
+                and msg.metadata.message_type == fault["step"] and int(run.get("seed", -1)) == int(fault["seed"])
+                and int(msg.content["config"]["round"]) == int(fault["round"])):
+            raise SiteDropped(f"partition {fault['partition']} dropped out (fault injected)")
+        return call_next(msg, context)
+
+    app = ClientApp()
+    for name, handler in client_app._registered_funcs.items():  # noqa: SLF001 - the same handlers, wrapped
+        app._registered_funcs[name] = (lambda h: lambda msg, ctx: drop(msg, ctx, h))(handler)  # noqa: SLF001
+    return app
 
 
 if __name__ == "__main__":
