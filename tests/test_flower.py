@@ -124,3 +124,32 @@ def test_secure_noise_is_recorded_and_not_the_seeded_draw(flower_runs, inprocess
     assert not np.allclose(final, inprocess_runs["medhe"].final_weights, atol=1e-6)  # a fresh draw
     hist = pd.read_csv(flower_runs / "medhe-secure" / "history.csv")
     assert hist["f1_macro"].iloc[-1] > 0.5  # still trains: the noise has the calibrated std
+
+
+@pytest.mark.slow
+def test_flower_result_reads_back_as_a_run_result(flower_runs, inprocess_runs, tmp_path):
+    from medhe.fl.simulate import write
+    from medhe.flower.engine import load_result
+
+    res = load_result(flower_runs / "medhe_bfv")
+    ref = inprocess_runs["medhe_bfv"]
+    assert [r["round"] for r in res.history] == [r["round"] for r in ref.history]
+    assert res.final["f1_macro"] == ref.final["f1_macro"]
+    assert res.ledger.total(round_=1, category="index") == ref.ledger.total(round_=1, category="index")
+    write(res, tmp_path)  # the in-process engine's files, from the Flower run
+    assert json.loads((tmp_path / "metrics.json").read_text())["engine"] == "flower"
+
+
+def test_fl_run_follows_pipeline_engine(tabular_params):
+    import dataclasses
+
+    from medhe import fl
+
+    res = fl.run(tabular_params, method="fedavg", progress=False)  # default: in-process
+    assert res.record.get("engine", "inprocess") == "inprocess" and len(res.history) == 3
+    flower_params = dataclasses.replace(tabular_params,
+                                        pipeline=dataclasses.replace(tabular_params.pipeline, engine="flower"))
+    with pytest.raises(ValueError, match="does not take \\['target_macro_f1'\\]"):
+        fl.run(flower_params, method="medhe", target_macro_f1=0.9)
+    with pytest.raises(ValueError, match="pipeline.engine must be one of"):
+        params.load_dict({"pipeline": {"engine": "ray"}})

@@ -261,6 +261,9 @@ class DPSGDParams:
 PRIVACY_POINT = r"none|client-z[0-9]+(\.[0-9]+)?|client-eps[0-9]+(\.[0-9]+)?|record-eps[0-9]+(\.[0-9]+)?"
 
 
+ENGINES = ("inprocess", "flower")
+
+
 @dataclass(frozen=True)
 class PipelineParams:
     """What the pipeline runs: trials, ablations and sweeps (read by notebooks and dvc.yaml)."""
@@ -287,8 +290,10 @@ class PipelineParams:
     target_fraction: float = 0.95  # target = this fraction of FedAvg's final macro-F1 (same seed and data)
     privacy_points: tuple[str, ...] = ()  # privacy-utility stage: none, client-z<z>, client-eps<e>, record-eps<e>
     privacy_seeds: tuple[int, ...] = (42,)
+    engine: str = "inprocess"  # how medhe.fl.run trains: "inprocess" (one process) or "flower" (Flower's simulation engine)
 
     def __post_init__(self) -> None:
+        _check(self.engine in ENGINES, f"pipeline.engine must be one of {ENGINES}, got {self.engine!r}")
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
                      "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
                      "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods", "privacy_points",
