@@ -72,14 +72,50 @@ def run(P: Params, *, methods: list[str | dict], seed: int | None = None, out_di
                                      "num_cpus": num_cpus, "fault": fault}))
     env = flower_env(flwr_home=out_dir / "flwr-home")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "medhe.flower.simulation", str(spec_file)], env=env,
-                          capture_output=True, text=True, timeout=timeout, start_new_session=True)
-    (out_dir / "simulation.log").parent.mkdir(parents=True, exist_ok=True)
-    (out_dir / "simulation.log").write_text(proc.stdout + proc.stderr)
+    log_path = out_dir / "simulation.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "medhe.flower.simulation", str(spec_file)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        peak = _watch(proc, timeout=timeout)
+    try:  # anything of the child's session still alive (Ray processes) goes with it
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    (out_dir / "peak_rss.json").write_text(json.dumps({"peak_rss_mb_all_processes": peak}))
+    text = log_path.read_text()
     if proc.returncode != 0 or not all(Path(c["out-dir"], "run.json").exists() for c in configs):
-        raise RuntimeError(f"Flower simulation of {methods!r} failed (exit {proc.returncode}):\n"
-                           + (proc.stdout + proc.stderr)[-4000:])
+        raise RuntimeError(f"Flower simulation of {[c['method'] for c in configs]!r} failed "
+                           f"(exit {proc.returncode}):\n" + text[-4000:])
     return out_dir
+
+
+def _watch(proc: subprocess.Popen, *, timeout: float, every: float = 0.5) -> float:
+    """Wait for ``proc``; return the peak summed RSS (MiB) of it and its descendants (Ray workers
+    included). On timeout, kill its process group and raise."""
+    import time
+
+    import psutil
+
+    peak, t0 = 0.0, time.monotonic()
+    while proc.poll() is None:
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root, *root.children(recursive=True)]
+            rss = 0
+            for p in tree:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            peak = max(peak, rss / 2**20)
+        except psutil.NoSuchProcess:
+            pass
+        if time.monotonic() - t0 > timeout:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise RuntimeError(f"Flower simulation did not finish within {timeout} s")
+        time.sleep(every)
+    return peak
 
 
 def _child(spec_file: str) -> None:
