@@ -11,7 +11,9 @@ Handlers, routed by message type (``<category>.<action>``):
 * ``train.values``: (``union``) gather at the union, weight, noise share, quantise, encrypt; reply
   with the ciphertexts;
 * ``train.apply``: decrypt the server's sum, apply the mean update; reply with a digest of the new
-  weights (the server checks that every site holds the same model) and, on partition 0, the test metrics;
+  weights (the server checks that every site holds the same model) and, on partition 0, the test metrics.
+  The next round's ``encode`` rides on the same message (record ``next``; replies ``next-index`` or
+  ``next-values``), and after the last round the final model (record ``export``), saving a hop each;
 * ``query.weights``: the final weights, only if the run asks for them (``export-model``; tests and
   experiments compare models; in a real deployment the model stays at the sites).
 
@@ -166,10 +168,10 @@ def setup(msg: Message, context: Context) -> Message:
     return _reply(msg, **records)
 
 
-def _begin_round(context: Context, msg: Message):
-    """Checks the client is where the server thinks it is; returns (cfg, round, weights)."""
+def _begin_round(context: Context, rc):
+    """Checks the client is where the server thinks it is (``rc``: the round's config); returns
+    (cfg, round, weights)."""
     cfg = _cfg(context)
-    rc = msg.content["config"]
     r = int(rc["round"])
     if int(cfg["round"]) != r - 1 or cfg["step"] not in ("setup", "apply"):
         raise StateLost(f"partition {context.node_config.get('partition-id')}: asked for round {r} but its state "
@@ -179,12 +181,16 @@ def _begin_round(context: Context, msg: Message):
 
 @app.train("encode")
 def encode(msg: Message, context: Context) -> Message:
+    return _reply(msg, **_encode(context, msg.content["config"]))
+
+
+def _encode(context: Context, round_config) -> dict:
+    """Train, sparsify, clip; the index set (``union``) or the value message, as records."""
     from medhe import model
     from medhe.fl import methods
-    from medhe.fl.transport import Payload
 
     t0 = time.perf_counter()
-    cfg, r, weights = _begin_round(context, msg)
+    cfg, r, weights = _begin_round(context, round_config)
     P, spec, seed = _params(cfg), methods.get(cfg["method"]), int(cfg["seed"])
     part = _partition(context, cfg)
     bundle = _bundle(P, part, seed)
@@ -209,8 +215,8 @@ def encode(msg: Message, context: Context) -> Message:
 
         idx = encode_index_set(payload.indices, length=size)
         metrics["client_seconds"] = time.perf_counter() - t0
-        return _reply(msg, index=st.blobs_record([idx]), metrics=MetricRecord(metrics))
-    return _values(msg, context, cfg, r, weights, union=None, metrics=metrics, t0=t0)
+        return {"index": st.blobs_record([idx]), "metrics": MetricRecord(metrics)}
+    return _values(context, cfg, r, weights, union=None, metrics=metrics, t0=t0)
 
 
 def _global_mask(spec, P, context: Context, *, seed: int, round_: int, size: int):
@@ -234,10 +240,10 @@ def values(msg: Message, context: Context) -> Message:
                         f"state is at round {cfg['round']} step {cfg['step']!r}; refusing")
     weights = [float(x) for x in msg.content["config"]["weights"]]
     union = decode_index_set(st.record_blobs(msg.content["union"])[0])
-    return _values(msg, context, cfg, r, weights, union=union, metrics={}, t0=t0)
+    return _reply(msg, **_values(context, cfg, r, weights, union=union, metrics={}, t0=t0))
 
 
-def _values(msg, context, cfg, r, weights, *, union, metrics, t0) -> Message:
+def _values(context, cfg, r, weights, *, union, metrics, t0) -> dict:
     from medhe.fl import methods
     from medhe.fl.transport import Payload
     from medhe.flower.keys import client_crypto
@@ -261,7 +267,7 @@ def _values(msg, context, cfg, r, weights, *, union, metrics, t0) -> Message:
     context.state["medhe.run"] = ConfigRecord({**cfg, "round": r, "step": "values"})
     metrics.update(enc.info)
     metrics["client_seconds"] = metrics.get("client_seconds", 0.0) + time.perf_counter() - t0
-    return _reply(msg, values=st.blobs_record(enc.blobs), metrics=MetricRecord(metrics))
+    return {"values": st.blobs_record(enc.blobs), "metrics": MetricRecord(metrics)}
 
 
 @app.train("apply")
@@ -295,13 +301,21 @@ def apply(msg: Message, context: Context) -> Message:
     if int(context.node_config["partition-id"]) == 0:
         part = _partition(context, cfg)
         metrics.update(_evaluate(P, _bundle(P, part, int(cfg["seed"])), part, w))
-    return _reply(msg, config=ConfigRecord({"digest": _digest(w)}), metrics=MetricRecord(metrics))
+    records = {"config": ConfigRecord({"digest": _digest(w)}), "metrics": MetricRecord(metrics)}
+    if "export" in msg.content:  # the last round: the final model (only if the run exports it)
+        records.update(_export(cfg, w))
+    if "next" in msg.content:  # the next round's first step rides on this message (one hop less)
+        nxt = _encode(context, msg.content["next"])
+        records.update({f"next-{k}": v for k, v in nxt.items()})
+    return _reply(msg, **records)
+
+
+def _export(cfg: dict, w: np.ndarray) -> dict:
+    if str(cfg.get("export-model", "false")) != "true":
+        raise PermissionError("this run does not export the model (run config export-model=false)")
+    return {"model": ArrayRecord({"w": st.vector_array(w)})}
 
 
 @app.query("weights")
 def weights(msg: Message, context: Context) -> Message:
-    cfg = _cfg(context)
-    if str(cfg.get("export-model", "false")) != "true":
-        raise PermissionError("this run does not export the model (run config export-model=false)")
-    w = st.get_vectors(context.state, "medhe.model")["w"]
-    return _reply(msg, model=ArrayRecord({"w": st.vector_array(w)}))
+    return _reply(msg, **_export(_cfg(context), st.get_vectors(context.state, "medhe.model")["w"]))

@@ -8,7 +8,9 @@ grid's ``send_and_receive``:
   CKKS context without keys, or the BFV parameters), from which the :class:`~medhe.flower.roles.ServerAggregator`
   is built. The aggregation weights follow from the sizes (public, as in-process);
 * per round: ``train.encode`` (index sets up under ``union``), ``train.values`` (union down,
-  ciphertexts up), ``train.apply`` (the sum down). The server only adds.
+  ciphertexts up), ``train.apply`` (the sum down). The server only adds. The next round's
+  ``encode`` rides on ``apply`` (and the final model, if exported, on the last ``apply``), so a
+  ``union`` round costs two hops after the first.
 
 Every medhe payload (index sets, union, ciphertexts, setup) is counted in a
 :class:`medhe.comm.ByteLedger` exactly as the in-process engine counts it; Flower's own serialised
@@ -198,17 +200,20 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
     value_cat = "update" if spec.encryption == "none" else "ciphertext"
     round_cfg = lambda r: ConfigRecord({"round": r, "weights": [float(x) for x in weights]})  # noqa: E731
 
-    # ---- rounds
+    # ---- rounds: encode(1); per round [values (union)], apply(r) carrying encode(r + 1) or the export
+    export = run_cfg["export-model"] == "true"
+    replies = link.exchange({nid: RecordDict({"config": round_cfg(1)}) for nid in nodes}, "train.encode", round_=1)
+    first_step = {nid: dict(m.content) for nid, m in replies.items()}
+    final = None
     for r in range(1, P.train.rounds + 1):
         t_round = time.perf_counter()
         t_agg = 0.0
-        replies = link.exchange({nid: RecordDict({"config": round_cfg(r)}) for nid in nodes}, "train.encode",
-                                round_=r)
-        client_metrics = {link.pid_of[nid]: dict(m.content["metrics"]) for nid, m in replies.items()}
+        client_metrics = {link.pid_of[nid]: dict(c["metrics"]) for nid, c in first_step.items()}
+        step = {nid: c for nid, c in first_step.items()}  # records with "index" or "values"
         if roles.needs_union(spec, P):
             sets = []
             for p in range(n):
-                msg = st.record_blobs(replies[by_pid[p]].content["index"])[0]
+                msg = st.record_blobs(step[by_pid[p]]["index"])[0]
                 ledger.add(msg, round_=r, client=p, direction="up", category="index")
                 sets.append(decode_index_set(msg))
             t = time.perf_counter()
@@ -218,11 +223,12 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
                 ledger.add(union_msg, round_=r, client=p, direction="down", category="index")
             down = RecordDict({"config": round_cfg(r), "union": st.blobs_record([union_msg])})
             replies = link.exchange({nid: down for nid in nodes}, "train.values", round_=r)
-            for nid, m in replies.items():
-                client_metrics[link.pid_of[nid]].update(dict(m.content["metrics"]))
+            step = {nid: dict(m.content) for nid, m in replies.items()}
+            for nid, c in step.items():
+                client_metrics[link.pid_of[nid]].update(dict(c["metrics"]))
         uploads = []
         for p in range(n):
-            blobs = st.record_blobs(replies[by_pid[p]].content["values"])
+            blobs = st.record_blobs(step[by_pid[p]]["values"])
             ledger.add(blobs, round_=r, client=p, direction="up", category=value_cat)
             uploads.append(blobs)
         t = time.perf_counter()
@@ -230,8 +236,14 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
         t_agg += time.perf_counter() - t
         for p in range(n):
             ledger.add(total, round_=r, client=p, direction="down", category=value_cat)
-        down = RecordDict({"config": ConfigRecord({"round": r, "num-summed": n}), "sum": st.blobs_record(total)})
-        replies = link.exchange({nid: down for nid in nodes}, "train.apply", round_=r)
+        down = {"config": ConfigRecord({"round": r, "num-summed": n}), "sum": st.blobs_record(total)}
+        last = r == P.train.rounds
+        if not last:
+            down["next"] = round_cfg(r + 1)
+        contents = {nid: RecordDict(down) for nid in nodes}
+        if last and export:
+            contents[by_pid[0]] = RecordDict({**down, "export": ConfigRecord({"model": True})})
+        replies = link.exchange(contents, "train.apply", round_=r)
         digests = {link.pid_of[nid]: str(m.content["config"]["digest"]) for nid, m in replies.items()}
         if len(set(digests.values())) != 1:
             raise RoundFailed(f"round {r}: the sites hold different models after applying the sum: {digests}")
@@ -248,11 +260,12 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
         if accountant is not None:
             row.update(_epsilon_columns(accountant, spec, P, row))
         history.append(row)
+        if not last:
+            first_step = {nid: {k[len("next-"):]: v for k, v in m.content.items() if k.startswith("next-")}
+                          for nid, m in replies.items()}
+        elif export:
+            final = st.array_vector(replies[by_pid[0]].content["model"]["w"])
 
-    final = None
-    if run_cfg["export-model"] == "true":
-        replies = link.exchange({by_pid[0]: RecordDict({})}, "query.weights", round_=P.train.rounds)
-        final = st.array_vector(replies[by_pid[0]].content["model"]["w"])
     record = {"engine": "flower", "flower_version": _flwr_version(), "method": spec.name, "seed": seed,
               "params": P.to_dict(), "params_digest": P.digest(), "client_sizes": sizes,
               "aggregation_weights": weights, "num_params": int(info[by_pid[0]]["num-params"]),
