@@ -7,6 +7,9 @@ peak resident memory of the server process and of every process of the simulatio
 the bytes per client and round (the medhe ledger; Flower's own bytes apart), and the whole run's wall
 time with Ray's start-up. Rows go to a CSV (:func:`measure`); :func:`plot` draws them.
 
+Packed CKKS needs more carry bits per value as n grows, so ``ckks.pack_batch`` is lowered to what the
+context's exact precision holds at each n (:func:`packed_batch`; recorded as ``pack_batch``).
+
 Limit: the breast_cancer training split has 455 records, so at most 455 clients hold one record
 each (the in-process engine has the same limit); n above that is refused before anything starts.
 """
@@ -21,7 +24,7 @@ import pandas as pd
 
 from medhe.params import Params
 
-COLUMNS = ("engine", "method", "num_clients", "rounds", "time_round", "time_aggregate", "peak_rss_mb_server",
+COLUMNS = ("engine", "method", "num_clients", "rounds", "pack_batch", "time_round", "time_aggregate", "peak_rss_mb_server",
            "peak_rss_mb_all_processes", "mib_up_per_client_round", "mib_down_per_client_round",
            "flower_mib_per_client_round", "wall_s")
 
@@ -41,7 +44,9 @@ def measure(P: Params, *, method: str, clients: list[int], out_dir: str | Path, 
     out_dir = Path(out_dir)
     rows = []
     for n in clients:
-        Pn = dataclasses.replace(P, data=dataclasses.replace(P.data, num_clients=n))
+        batch = packed_batch(P, num_clients=n)
+        Pn = dataclasses.replace(P, data=dataclasses.replace(P.data, num_clients=n),
+                                 ckks=dataclasses.replace(P.ckks, pack_batch=batch))
         folder = out_dir / f"clients{n}"
         t = time.perf_counter()
         simulation.run(Pn, methods=[method], out_dir=folder, num_cpus=num_cpus, export_model=False,
@@ -53,7 +58,7 @@ def measure(P: Params, *, method: str, clients: list[int], out_dir: str | Path, 
         wire = wire[wire["round"] > 0]
         flower_bytes = (wire["flower_bytes_down"] + wire["flower_bytes_up"]).sum()
         peak = json.loads((folder / "peak_rss.json").read_text())["peak_rss_mb_all_processes"]
-        rows.append({"engine": "flower", "method": method, "num_clients": n, "rounds": len(rounds),
+        rows.append({"engine": "flower", "method": method, "num_clients": n, "rounds": len(rounds), "pack_batch": batch,
                      "time_round": float(rounds["time_round"].mean()),
                      "time_aggregate": float(rounds["time_aggregate"].mean()),
                      "peak_rss_mb_server": float(rounds["server_peak_rss_mb"].max()),
@@ -66,6 +71,17 @@ def measure(P: Params, *, method: str, clients: list[int], out_dir: str | Path, 
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "scale.csv", index=False)  # written after every count: a partial sweep survives
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def packed_batch(P: Params, *, num_clients: int) -> int:
+    """``ckks.pack_batch``, lowered to the largest batch whose ``num_clients``-sum fits the context's exact
+    precision (more clients need more carry bits per packed value)."""
+    from medhe import ckks
+    from medhe.ckks.packing import carry_bits, precision_budget_bits
+    from medhe.fl.ckks_transport import ckks_params
+
+    budget = precision_budget_bits(ckks.make_client_context(ckks_params(P.ckks)))
+    return max(1, min(P.ckks.pack_batch, budget // (P.ckks.pack_bits + carry_bits(num_clients))))
 
 
 def plot(csv: str | Path):
