@@ -144,3 +144,27 @@ def test_a_site_that_lost_its_state_refuses_the_round(tabular_params):
                                            "seed": 1, "round": 0, "step": "setup", "noise-source": "seeded"})
     with pytest.raises(StateLost, match="asked for round 2 but its state is at round 0"):
         encode(msg, ctx)
+
+
+def test_scale_refuses_more_clients_than_records_and_plots_from_the_csv(tabular_params, tmp_path):
+    from medhe.flower import scale
+
+    with pytest.raises(ValueError, match=r"client counts \[500\] exceed the 455 training records"):
+        scale.measure(tabular_params, method="medhe", clients=[5, 500], out_dir=tmp_path)
+    rows = [{"engine": "flower", "method": "medhe", "num_clients": n, "rounds": 2, "pack_batch": 3,
+             "time_round": 1.0 * n, "time_aggregate": 0.01 * n, "peak_rss_mb_server": 500.0,
+             "peak_rss_mb_all_processes": 2000.0 + n, "mib_up_per_client_round": 0.3,
+             "mib_down_per_client_round": 0.3, "flower_mib_per_client_round": 0.62, "wall_s": 60.0} for n in (5, 100)]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(tmp_path / "scale.csv", index=False)
+    fig = scale.plot(tmp_path / "scale.csv")
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [5, 100])
+
+
+@pytest.mark.parametrize("n, batch", [(5, 4), (100, 3), (400, 2)])
+def test_scale_packing_batch_fits_the_carry_bits(tabular_params, n, batch):
+    from medhe.flower.scale import packed_batch
+
+    assert packed_batch(tabular_params, num_clients=n) == batch
