@@ -19,6 +19,7 @@ from medhe import params  # noqa: E402
 from medhe.fl import simulate  # noqa: E402
 
 METHODS = ("medhe_bfv", "medhe")
+OTHERS = ("fedavg", "he_only", "medhe_global")  # plaintext dense, unpacked CKKS dense, the public-mask alignment
 TABULAR = {
     "data": {"dataset": "breast_cancer", "num_clients": 6},
     "model": {"name": "mlp", "hidden": 16},
@@ -37,7 +38,7 @@ def flower_runs(tmp_path_factory) -> Path:
     from medhe.flower import simulation
 
     out = tmp_path_factory.mktemp("flower-sim")
-    runs = [*METHODS, {"label": "medhe-secure", "method": "medhe", "noise-source": "secure"},
+    runs = [*METHODS, *OTHERS, {"label": "medhe-secure", "method": "medhe", "noise-source": "secure"},
             {"label": "dropout", "method": "medhe_bfv", "seed": DROP["seed"]}]
     with pytest.raises(RuntimeError) as failed:
         simulation.run(params.load_dict(TABULAR), methods=runs, out_dir=out, dump_messages=True, fault=DROP)
@@ -48,7 +49,7 @@ def flower_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def inprocess_runs():
     P = params.load_dict(TABULAR)
-    return {m: simulate.run(P, method=m, progress=False) for m in METHODS}
+    return {m: simulate.run(P, method=m, progress=False) for m in (*METHODS, *OTHERS)}
 
 
 def _bytes_by(rows) -> pd.Series:
@@ -67,6 +68,21 @@ def test_flower_simulation_gives_the_inprocess_model(flower_runs, inprocess_runs
     hist = pd.read_csv(flower_runs / method / "history.csv")
     ref = pd.DataFrame(inprocess_runs[method].history)
     np.testing.assert_allclose(hist["f1_macro"], ref["f1_macro"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", OTHERS)
+def test_other_alignments_and_transports_give_the_inprocess_model(flower_runs, inprocess_runs, method):
+    final = np.load(flower_runs / method / "final_weights.npy")
+    expected = inprocess_runs[method].final_weights
+    if method == "he_only":  # unpacked CKKS: the sum carries CKKS's approximation error
+        np.testing.assert_allclose(final, expected, rtol=0, atol=1e-5)
+        assert not np.array_equal(final, np.load(flower_runs / "fedavg" / "final_weights.npy"))
+    else:  # plaintext float32 sums in the same order, and packed CKKS's exact integer sums
+        np.testing.assert_array_equal(final, expected)
+    got = pd.read_csv(flower_runs / method / "bytes.csv")
+    assert got["bytes"].sum() == pytest.approx(pd.DataFrame(inprocess_runs[method].ledger.rows)["bytes"].sum(),
+                                               rel=0.005)
 
 
 @pytest.mark.slow

@@ -53,10 +53,33 @@ def deployment(tmp_path_factory):
         proc = fed.run({"params-file": str(home / "params.json"), "method": ",".join(METHODS), "seed": P.seed,
                         "out-dir": str(home / "out"), "export-model": "true", "noise-source": "seeded",
                         "dump-messages": str(home / "messages")}, timeout=1200)
+        restart = _run_with_a_restart(fed, home, P)
         started = fed.descendants()
     finally:
         fed.close()
-    return {"home": home, "proc": proc, "started": started, "keys": keys}
+    return {"home": home, "proc": proc, "started": started, "keys": keys, "restart": restart}
+
+
+def _run_with_a_restart(fed, home, P, site: int = 3):
+    """A third run, in which site 3's SuperNode restarts once round 1 is applied."""
+    import threading
+    import time
+
+    dump = home / "messages-restart"
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(proc=fed.run(
+        {"params-file": str(home / "params.json"), "method": "medhe_bfv", "seed": P.seed,
+         "out-dir": str(home / "out-restart"), "export-model": "false", "noise-source": "seeded",
+         "dump-messages": str(dump), "step-timeout": 300}, timeout=900)))
+    thread.start()
+    t0 = time.monotonic()
+    while thread.is_alive() and time.monotonic() - t0 < 600:
+        if any(dump.glob(f"r1-train.apply-up-n{site}-*")):  # site 3 has applied round 1 (and encoded round 2)
+            fed.restart_supernode(site)
+            break
+        time.sleep(0.5)
+    thread.join(timeout=900)
+    return result["proc"]
 
 
 @pytest.mark.slow
@@ -94,3 +117,12 @@ def test_deployment_messages_carry_no_key(deployment):
     for p in dumped:
         data = p.read_bytes()
         assert not any(k[:4096] in data or k[-4096:] in data for k in keys), p
+
+
+@pytest.mark.slow
+def test_a_supernode_restart_between_rounds_stops_the_run(deployment):
+    proc = deployment["restart"]
+    out = proc.stdout + proc.stderr
+    assert "RoundFailed" in out and "round 2, step 'train." in out, out[-3000:]
+    assert "partition(s) [3] went offline" in out
+    assert not (deployment["home"] / "out-restart" / "run.json").exists()

@@ -201,6 +201,11 @@ class LocalFederation:
 
     # ---------------------------------------------------------------- runs
 
+    def restart_supernode(self, i: int) -> None:
+        """Stop site ``i``'s SuperNode and start it again (a new process: its context.state is gone)."""
+        self.stop(f"supernode-{i}")
+        self.start_supernode(i)
+
     def run(self, run_config: dict[str, Any], *, timeout: float = 900) -> subprocess.CompletedProcess:
         """``flwr run`` the MedHE app with ``run_config`` and wait until it ends (``--stream``)."""
         app = write_app(self.home / "app")

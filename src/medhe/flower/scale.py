@@ -30,8 +30,11 @@ COLUMNS = ("engine", "method", "num_clients", "rounds", "pack_batch", "time_roun
 
 
 def measure(P: Params, *, method: str, clients: list[int], out_dir: str | Path, num_cpus: int = 2) -> pd.DataFrame:
-    """One simulation per client count; writes ``out_dir/scale.csv`` and returns its rows."""
+    """One simulation per client count; writes ``out_dir/scale.csv`` and returns its rows. Each
+    simulation's own files (data, keys, logs) live in a temporary folder, removed afterwards."""
     import dataclasses
+    import shutil
+    import tempfile
 
     from medhe.fl.simulate import load_dataset
     from medhe.flower import simulation
@@ -47,7 +50,7 @@ def measure(P: Params, *, method: str, clients: list[int], out_dir: str | Path, 
         batch = packed_batch(P, num_clients=n)
         Pn = dataclasses.replace(P, data=dataclasses.replace(P.data, num_clients=n),
                                  ckks=dataclasses.replace(P.ckks, pack_batch=batch))
-        folder = out_dir / f"clients{n}"
+        folder = Path(tempfile.mkdtemp(prefix=f"medhe-scale-{n}-"))
         t = time.perf_counter()
         simulation.run(Pn, methods=[method], out_dir=folder, num_cpus=num_cpus, export_model=False,
                        timeout=7200)
@@ -67,6 +70,7 @@ def measure(P: Params, *, method: str, clients: list[int], out_dir: str | Path, 
                      "mib_down_per_client_round": float(rounds["bytes_down_per_client"].mean()) / 2**20,
                      "flower_mib_per_client_round": float(flower_bytes) / n / len(rounds) / 2**20,
                      "wall_s": wall})
+        shutil.rmtree(folder, ignore_errors=True)
         frame = pd.DataFrame(rows, columns=list(COLUMNS))
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "scale.csv", index=False)  # written after every count: a partial sweep survives

@@ -71,18 +71,31 @@ def main(grid: Grid, context) -> None:
 POLL_SECONDS = 0.25  # Flower's own send_and_receive sleeps 3 s between pulls
 
 
-def send_and_receive(grid: Grid, messages: list[Message], *, timeout: float) -> list[Message]:
-    """:meth:`Grid.send_and_receive` with a short poll interval."""
-    ids = set(grid.push_messages(messages))
+def send_and_receive(grid: Grid, messages: list[Message], *, timeout: float,
+                     liveness_every: float = 2.0) -> tuple[list[Message], list[int]]:
+    """:meth:`Grid.send_and_receive` with a short poll interval; also returns, early, the destination
+    nodes that went offline while their reply was pending (a SuperNode stopped or restarted: its
+    ``context.state`` is gone, so waiting for its reply is pointless)."""
+    dst = [m.metadata.dst_node_id for m in messages]
+    ids = list(grid.push_messages(messages))
+    pending = dict(zip(ids, dst))
     end = time.monotonic() + timeout
+    next_check = time.monotonic() + liveness_every
     out: list[Message] = []
-    while ids and time.monotonic() < end:
-        got = list(grid.pull_messages(ids))
+    while pending and time.monotonic() < end:
+        got = list(grid.pull_messages(list(pending)))
         out.extend(got)
-        ids.difference_update(m.metadata.reply_to_message_id for m in got)
-        if ids:
+        for m in got:
+            pending.pop(m.metadata.reply_to_message_id, None)
+        if pending and time.monotonic() >= next_check:
+            online = set(grid.get_node_ids())
+            gone = sorted({n for n in pending.values() if n not in online})
+            if gone:
+                return out, gone
+            next_check = time.monotonic() + liveness_every
+        if pending:
             time.sleep(POLL_SECONDS)
-    return out
+    return out, []
 
 
 def object_bytes(msg: Message) -> int:
@@ -120,9 +133,14 @@ class _Link:
                 for nid, content in contents.items()]
         sent = sum(object_bytes(m) for m in msgs)
         t = time.perf_counter()
-        replies = {m.metadata.src_node_id: m for m in send_and_receive(self.grid, msgs, timeout=self.timeout)}
+        got, gone = send_and_receive(self.grid, msgs, timeout=self.timeout)
+        replies = {m.metadata.src_node_id: m for m in got}
         seconds = time.perf_counter() - t
         name = lambda nid: self.pid_of.get(nid, f"node {nid}")  # noqa: E731
+        if gone:
+            raise RoundFailed(f"round {round_}, step {message_type!r}: partition(s) {[name(n) for n in gone]} went "
+                              "offline before answering (SuperNode stopped or restarted: its context.state, with its "
+                              "model and error-feedback residual, is lost). The run stops; start it again")
         missing = [name(n) for n in contents if n not in replies]
         errors = {name(n): m.error.reason for n, m in replies.items() if m.has_error()}
         if missing or errors:
