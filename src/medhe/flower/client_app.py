@@ -262,7 +262,7 @@ def _values(context, cfg, r, weights, *, union, metrics, t0) -> dict:
         st.load_sparsifier(context.state, sparsifier)
         sparsifier.absorb(*enc.feedback)
         st.save_sparsifier(context.state, sparsifier)
-    st.put_vectors(context.state, "medhe.pending", union=union)
+    st.put_vectors(context.state, "medhe.pending", union=enc.support)
     context.state["medhe.pending-config"] = ConfigRecord({"bound": enc.bound, "num-values": enc.num_values})
     context.state["medhe.run"] = ConfigRecord({**cfg, "round": r, "step": "values"})
     metrics.update(enc.info)

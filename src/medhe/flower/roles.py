@@ -75,6 +75,8 @@ class Encoded:
     """What a client sends in a round's value step, and what it keeps to decode the sum."""
 
     blobs: list[bytes]
+    support: np.ndarray | None
+    """The round's common positions (the union, or the public mask under ``global``); None: all."""
     num_values: int
     bound: float
     feedback: tuple[np.ndarray, np.ndarray] | None
@@ -141,6 +143,8 @@ def encode(spec: MethodSpec, P: Params, crypto, *, payload: Payload, cid: int, w
     from medhe import bfv, ckks
 
     alignment = alignment_of(spec, P)
+    if alignment == "global" and payload.indices is not None:
+        union = np.asarray(payload.indices, dtype=np.int64)  # the public mask is the round's support
     v = aligned_vector(payload, alignment=alignment, union=union, size=size)
     x = noisy(v, weight=weights[cid], noise=noise, cid=cid)
     n = int(x.size)
@@ -160,7 +164,7 @@ def encode(spec: MethodSpec, P: Params, crypto, *, payload: Payload, cid: int, w
     else:
         rows = bfv.pack_fields(x, bfv_layout(P), poly_modulus_degree=P.bfv.poly_modulus_degree)
         blobs = crypto.encrypt(rows)
-    return Encoded(blobs=blobs, num_values=n, bound=float(bound), feedback=feedback, info=info)
+    return Encoded(blobs=blobs, support=union, num_values=n, bound=float(bound), feedback=feedback, info=info)
 
 
 def decode(spec: MethodSpec, P: Params, crypto, blobs: Sequence[bytes], *, num_values: int, bound: float,
