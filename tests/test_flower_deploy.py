@@ -79,7 +79,9 @@ def _run_with_a_restart(fed, home, P, site: int = 3):
             break
         time.sleep(0.5)
     thread.join(timeout=900)
-    return result["proc"]
+    proc = result["proc"]
+    (home / "restart-run.log").write_text(proc.stdout + proc.stderr)
+    return proc
 
 
 @pytest.mark.slow
@@ -124,5 +126,6 @@ def test_a_supernode_restart_between_rounds_stops_the_run(deployment):
     proc = deployment["restart"]
     out = proc.stdout + proc.stderr
     assert "RoundFailed" in out and "round 2, step 'train." in out, out[-3000:]
-    assert "partition(s) [3] went offline" in out
+    # seen offline by the server, or answered with an error as its SuperNode stopped: either way named
+    assert "partition(s) [3] went offline" in out or "errors from {3:" in out, out[-3000:]
     assert not (deployment["home"] / "out-restart" / "run.json").exists()

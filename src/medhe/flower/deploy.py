@@ -107,7 +107,7 @@ class LocalFederation:
     # ---------------------------------------------------------------- processes
 
     def _start(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process; a restart appends
         proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=self.home)
         log.close()
