@@ -72,21 +72,24 @@ POLL_SECONDS = 0.25  # Flower's own send_and_receive sleeps 3 s between pulls
 
 
 def send_and_receive(grid: Grid, messages: list[Message], *, timeout: float,
-                     liveness_every: float = 2.0) -> tuple[list[Message], list[int]]:
-    """:meth:`Grid.send_and_receive` with a short poll interval; also returns, early, the destination
-    nodes that went offline while their reply was pending (a SuperNode stopped or restarted: its
-    ``context.state`` is gone, so waiting for its reply is pointless)."""
+                     liveness_every: float = 2.0) -> tuple[dict[int, Message], list[int]]:
+    """:meth:`Grid.send_and_receive` with a short poll interval. Returns the replies by destination node
+    (matched on the message they answer: an error reply the SuperLink writes for an unavailable node
+    comes from the SuperLink, not from the node) and, early, the destination nodes that went offline
+    while their reply was pending (a SuperNode stopped or restarted: its ``context.state`` is gone, so
+    waiting for its reply is pointless)."""
     dst = [m.metadata.dst_node_id for m in messages]
     ids = list(grid.push_messages(messages))
     pending = dict(zip(ids, dst))
     end = time.monotonic() + timeout
     next_check = time.monotonic() + liveness_every
-    out: list[Message] = []
+    out: dict[int, Message] = {}
     while pending and time.monotonic() < end:
         got = list(grid.pull_messages(list(pending)))
-        out.extend(got)
         for m in got:
-            pending.pop(m.metadata.reply_to_message_id, None)
+            node = pending.pop(m.metadata.reply_to_message_id, None)
+            if node is not None:
+                out[node] = m
         if pending and time.monotonic() >= next_check:
             online = set(grid.get_node_ids())
             gone = sorted({n for n in pending.values() if n not in online})
@@ -133,8 +136,7 @@ class _Link:
                 for nid, content in contents.items()]
         sent = sum(object_bytes(m) for m in msgs)
         t = time.perf_counter()
-        got, gone = send_and_receive(self.grid, msgs, timeout=self.timeout)
-        replies = {m.metadata.src_node_id: m for m in got}
+        replies, gone = send_and_receive(self.grid, msgs, timeout=self.timeout)
         seconds = time.perf_counter() - t
         name = lambda nid: self.pid_of.get(nid, f"node {nid}")  # noqa: E731
         if gone:
