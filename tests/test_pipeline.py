@@ -77,7 +77,7 @@ def _expected_stages(profile: dict) -> set[str]:
             *(f"frontier@{m}-{s}-{b}" for m in pl["frontier_methods"] for s in pl["frontier_sparsity"]
               for b in pl["frontier_bits"]),
             *(f"lira@{m}" for m in pl["lira_methods"]),
-            "ckks_topk", "report", "privacy_frontier",
+            "ckks_topk", "report", "privacy_frontier", "flower_scale",
             *(f"privacy_utility@{p}-{s}" for p in pl["privacy_points"] for s in pl["privacy_seeds"]),
             *(f"target_ref@{s}" for s in pl["target_seeds"]),
             *(f"target@{v}-{s}" for v in pl["target_variants"] for s in pl["target_seeds"])}
