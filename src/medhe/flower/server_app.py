@@ -146,9 +146,11 @@ class _Link:
         missing = [name(n) for n in contents if n not in replies]
         errors = {name(n): m.error.reason for n, m in replies.items() if m.has_error()}
         if missing or errors:
-            raise RoundFailed(f"round {round_}, step {message_type!r}: no reply from partition(s) {missing} "
-                              f"within {self.timeout} s; errors from {errors}. The round is abandoned: completing it "
-                              "over the sites that answered would release less DP noise than calibrated")
+            what = ([f"no reply from partition(s) {missing} within {self.timeout} s"] if missing else []) + \
+                ([f"errors from {errors}"] if errors else [])
+            raise RoundFailed(f"round {round_}, step {message_type!r}: {'; '.join(what)}. The round is abandoned: "
+                              "completing it over the sites that answered would release less DP noise than "
+                              "calibrated")
         for m in msgs:
             self._dump(m, round_=round_, step=message_type, direction="down", node=m.metadata.dst_node_id)
         for nid, m in replies.items():
