@@ -626,3 +626,85 @@ def unclipped_bit_message(norm: float, bound: float) -> bytes:
 def read_bound(msg: bytes) -> float:
     """The clip bound the server broadcast."""
     return float(np.frombuffer(msg, dtype="<f4")[0])
+
+
+# ---------------------------------------------------------------------- factories (any engine)
+
+
+def alignment_of(spec, P) -> str:
+    """The method's alignment of sparse updates (``spec.alignment``, else ``sparsify.alignment``)."""
+    return spec.alignment or P.sparsify.alignment
+
+
+def make_keys(spec, P):
+    """Fresh shared key material for the clients of ``spec``: :class:`CKKSKeys`, a :class:`medhe.bfv.BFVClient`,
+    or None (plaintext). One client makes it and shares :func:`key_bytes` with the others out of band."""
+    if spec.encrypted_part == "head":
+        raise NotImplementedError("he_classifier_only: use medhe.fl.split_transport (a CKKS part and a plain part)")
+    if spec.encryption == "ckks":
+        from medhe.fl.ckks_transport import ckks_params
+
+        return CKKSKeys(ckks_params(P.ckks))
+    if spec.encryption == "bfv":
+        from medhe import bfv
+
+        return bfv.BFVClient(bfv_params(P))
+    return None
+
+
+def bfv_params(P):
+    """``params.yaml``'s ``bfv`` section as :class:`medhe.bfv.BFVParams`."""
+    from medhe.bfv import BFVParams
+
+    b = P.bfv
+    return BFVParams(poly_modulus_degree=b.poly_modulus_degree, coeff_mod_bit_sizes=b.coeff_mod_bit_sizes,
+                     plain_modulus_bits=b.plain_modulus_bits, value_bits=b.value_bits, security_level=b.security_level)
+
+
+def key_bytes(keys) -> bytes | None:
+    """The clients' secret key material as bytes (for the clients only; never in a message to the server)."""
+    if keys is None:
+        return None
+    if isinstance(keys, CKKSKeys):
+        return keys.to_bytes()
+    return keys.secret_key_bytes()
+
+
+def load_keys(spec, P, data: bytes | None):
+    """Inverse of :func:`key_bytes` for method ``spec``."""
+    if spec.encryption == "none" or data is None:
+        return None
+    if spec.encryption == "ckks":
+        from medhe.fl.ckks_transport import ckks_params
+
+        return CKKSKeys.from_bytes(ckks_params(P.ckks), data)
+    from medhe import bfv
+
+    return bfv.BFVClient.from_secret_key_bytes(bfv_params(P), data)
+
+
+def make_codec(spec, P, keys, *, client: int, size: int, num_clients: int,
+               keep_diagnostics: bool = False) -> ClientCodec:
+    """Client ``client``'s codec for method ``spec`` (what :func:`medhe.fl.simulate.make_transport`'s transport
+    builds), holding ``keys`` (from :func:`make_keys` / :func:`load_keys`). ``num_clients``: the most clients
+    per round (carry room of packed CKKS and BFV)."""
+    kw = dict(client=client, size=size, alignment=alignment_of(spec, P), clip_norm=P.dp.clip_norm,
+              range_factor=P.quant.range_factor, noise_sigmas=P.quant.noise_sigmas, keep_diagnostics=keep_diagnostics)
+    if spec.encrypted_part == "head":
+        raise NotImplementedError("he_classifier_only: use medhe.fl.split_transport (a CKKS part and a plain part)")
+    if spec.encryption == "none":
+        return PlainCodec(**kw)
+    if spec.encryption == "ckks":
+        from medhe import ckks
+
+        packing = None
+        if spec.packing:
+            packing = ckks.PackingSpec(bits=P.ckks.pack_bits, num_clients=num_clients, batch=P.ckks.pack_batch,
+                                       bound=1.0)
+        return CKKSCodec(keys, packing=packing, **kw)
+    from medhe import bfv
+
+    cfg = keys.params
+    layout = bfv.FieldLayout(value_bits=cfg.value_bits, num_clients=num_clients,
+                             plain_modulus_bits=cfg.plain_modulus_bits)
+    return BFVCodec(keys, layout=layout, **kw)

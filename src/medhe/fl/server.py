@@ -285,3 +285,27 @@ class ClipServer:
 
     def state_dict(self) -> dict:
         return {} if self.adaptive is None else {"adaptive": dict(vars(self.adaptive))}
+
+
+def make_aggregator(spec, P, setup_message: bytes | None, *, size: int) -> Aggregator:
+    """The server's aggregator for method ``spec``, from the clients' public setup message only
+    (:meth:`medhe.fl.client.ClientCodec.setup_message`; None under plaintext)."""
+    from medhe.fl.client import alignment_of
+
+    alignment = alignment_of(spec, P)
+    if spec.encrypted_part == "head":
+        raise NotImplementedError("he_classifier_only: use medhe.fl.split_transport (a CKKS part and a plain part)")
+    if spec.encryption == "none":
+        return PlainAggregator(None, size=size, alignment=alignment)
+    if setup_message is None:
+        raise ValueError(f"method {spec.name!r} encrypts: the server needs the clients' setup message")
+    if spec.encryption == "ckks":
+        return CKKSAggregator(setup_message, size=size, alignment=alignment)
+    return BFVAggregator(setup_message, size=size, alignment=alignment, security_level=P.bfv.security_level)
+
+
+def make_clip_server(spec, P) -> ClipServer:
+    """The method's clip-bound role: none, the fixed ``dp.clip_norm``, or adaptive (``clip`` section)."""
+    mode = spec.clip_mode if spec.clip else "none"
+    return ClipServer(mode=mode, fixed=P.dp.clip_norm, initial=P.clip.initial, target_quantile=P.clip.target_quantile,
+                      lr=P.clip.lr)

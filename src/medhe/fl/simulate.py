@@ -11,7 +11,9 @@ top-k with error feedback and the EMA threshold (or, under the ``global`` alignm
 at the round's public mask), L2 clipping (the paper's fixed bound, or an adaptive
 one that tracks the clients' norms: :func:`clip_server`), its share of the
 distributed Gaussian noise, and the transport (plaintext, CKKS or BFV). The server
-adds the (weighted) messages; the clients apply the mean update. The test set is
+adds the (weighted) messages; the clients apply the mean update. The exchange runs the protocol's roles
+(:mod:`medhe.fl.client`, :mod:`medhe.fl.server`) through the in-process engine
+(:mod:`medhe.fl.engines.inprocess`), every message counted in the byte ledger. The test set is
 evaluated after every round (round 0 = the initial model); with a target macro-F1
 the run stops at the first round that reaches it (from ``min_rounds`` on).
 """
@@ -90,11 +92,9 @@ def clip_server(spec: MethodSpec, P: Params):
     the next bound. Those messages are serialised and counted (category ``clip``;
     :func:`medhe.fl.engines.inprocess.clip_bound` and :func:`~medhe.fl.engines.inprocess.clip_step`).
     """
-    from medhe.fl.server import ClipServer
+    from medhe.fl.server import make_clip_server
 
-    mode = spec.clip_mode if spec.clip else "none"
-    return ClipServer(mode=mode, fixed=P.dp.clip_norm, initial=P.clip.initial, target_quantile=P.clip.target_quantile,
-                      lr=P.clip.lr)
+    return make_clip_server(spec, P)
 
 
 def record_level_summary(clients: list[Client]) -> dict[str, Any]:

@@ -16,6 +16,14 @@ Every transport has the same contract, so methods differ only in composition:
 * every message is serialised and counted in ``ledger`` by its length; the
   server works only on what it deserialises.
 
+Each ``round()`` runs the protocol's roles through the in-process engine
+(:func:`medhe.fl.engines.inprocess.exchange`): one client codec per client
+(:mod:`medhe.fl.client`: holds the clients' shared secret key, encodes its index set and values,
+decodes the aggregate) and the server's aggregator (:mod:`medhe.fl.server`: built from the public
+setup message only, bytes in and bytes out), under a public :class:`~medhe.fl.plan.RoundPlan`.
+:func:`align_payloads` and :func:`quantise_round` are the same steps for all clients at once
+(benchmarks).
+
 The result is the weighted mean update as the clients see it after the
 downlink (decrypted under CKKS), and the seconds spent per phase. All transports use the
 same phase names, so their times compare: ``align`` (index sets up, union down, values
@@ -298,23 +306,14 @@ def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, le
     return union, [align_to_union(p.indices, p.values, union) for p in payloads]
 
 
-def aligned_noisy(payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None, alignment: str,
-                  size: int, ledger: ByteLedger, round_: int, timings: dict[str, float],
-                  info: dict[str, float] | None = None) -> tuple[np.ndarray | None, list[np.ndarray]]:
-    """:func:`align_payloads` (phase ``align``), then :func:`noisy_weighted` (phase ``noise``; its ``info``)."""
-    with timed(timings, "align"):
-        support, vectors = align_payloads(payloads, alignment=alignment, size=size, ledger=ledger, round_=round_)
-    with timed(timings, "noise"):
-        xs = noisy_weighted(vectors, weights, noise, info=info)
-    return support, xs
-
-
 def noisy_weighted(vectors: Sequence[np.ndarray], weights: Sequence[float], noise: NoiseFn | None, *,
                    info: dict[str, float] | None = None) -> list[np.ndarray]:
     """Each client's ``w_i * v_i`` plus its noise share, as the client computes it before sending.
 
     With noise and vectors on common positions, ``info["noise_to_signal"]`` is the measured
-    ratio ||sum_i n_i|| / ||sum_i w_i v_i|| of the aggregate (inf for a zero signal).
+    ratio ||sum_i n_i|| / ||sum_i w_i v_i|| of the aggregate (inf for a zero signal). It needs every
+    client's plaintext: a simulation-only measurement (no party of a deployment can compute it; the
+    in-process engine computes it from the codecs' ``diagnostics``).
     """
     out = []
     signal = noise_sum = None
