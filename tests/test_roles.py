@@ -231,7 +231,8 @@ def test_client_state_survives_a_restart(tabular_params):
         Client(1, np.arange(20), spec=spec, P=tabular_params, size=500).load_state_dict(state)
 
 
-@pytest.mark.parametrize("method", ["medhe_no_he", "medhe", "medhe_no_packing", "medhe_bfv", "medhe_bfv_skellam"])
+@pytest.mark.parametrize("method", ["medhe_no_he", "topk", "medhe", "medhe_no_packing", "medhe_bfv", "medhe_bfv_skellam",
+                                    "he_classifier_only"])
 def test_factories_build_the_roles_a_method_needs(tabular_params, method):
     """make_keys / key_bytes / load_keys / make_codec / make_aggregator (what another engine calls) give the
     in-process transport's round: exactly for plaintext and BFV (an exact integer sum, whatever the key)."""
@@ -239,20 +240,32 @@ def test_factories_build_the_roles_a_method_needs(tabular_params, method):
     from medhe.fl.client import key_bytes, load_keys, make_codec, make_keys
     from medhe.fl.server import make_aggregator
 
+    from medhe.fl.split_transport import SplitTransport
+
     spec, P = methods.get(method), tabular_params
     payloads = _payloads(1)
     weights = [1 / 3] * 3
     noise = simulate._noise_fn(spec, P, seed=0, round_=1, weights=weights)
-    transport = simulate.make_transport(spec, P, size=SIZE, num_clients=3)
+    head = np.arange(SIZE - 100, SIZE) if spec.encrypted_part == "head" else None
+    if head is None:
+        transport = simulate.make_transport(spec, P, size=SIZE, num_clients=3)
+    else:
+        payloads = [Payload(values=np.random.default_rng(i).normal(size=SIZE).astype(np.float32)) for i in range(3)]
+        transport = SplitTransport(head=head, size=SIZE, plain=simulate.PlainTransport(size=SIZE - 100, alignment="dense"),
+                                   encrypted=CKKSTransport(P.ckks, size=100, packing=False, alignment="dense",
+                                                           clip_norm=1.0, num_clients=3))
     expected = transport.round(payloads, weights=weights, noise=noise, ledger=ByteLedger(), round_=1)
     shared = key_bytes(make_keys(spec, P))
-    codecs = [make_codec(spec, P, load_keys(spec, P, shared), client=i, size=SIZE, num_clients=3) for i in range(3)]
-    server = make_aggregator(spec, P, codecs[0].setup_message(), size=SIZE)
+    codecs = [make_codec(spec, P, load_keys(spec, P, shared), client=i, size=SIZE, num_clients=3, head=head)
+              for i in range(3)]
+    server = make_aggregator(spec, P, codecs[0].setup_message(), size=SIZE, head_size=None if head is None else 100)
     plan = RoundPlan(round=1, clients=[0, 1, 2], weights=weights, clip_bound=P.dp.clip_norm,
                      noise=RoundPlan.noise_dict(noise))
     res = exchange(RoundPlan.from_json(plan.to_json()), codecs, server, payloads, ledger=ByteLedger())
     if spec.encryption == "ckks":
         np.testing.assert_allclose(res.mean_update, expected.mean_update, atol=1e-6)
+        if head is not None:  # the rest travelled in the clear, bit for bit
+            assert np.array_equal(res.mean_update[: SIZE - 100], expected.mean_update[: SIZE - 100])
     else:
         assert np.array_equal(res.mean_update, expected.mean_update)
     assert np.any(res.mean_update)

@@ -114,7 +114,7 @@ class BFVTransport:
         self.server = bfv.BFVServer(self._parms_bytes, security_level=cfg.security_level)
         from medhe.fl.server import BFVAggregator
 
-        self.aggregator = BFVAggregator(self._parms_bytes, size=size, alignment=alignment,
+        self._aggregator = BFVAggregator(self._parms_bytes, size=size, alignment=alignment,
                                         security_level=cfg.security_level)
         self.noise_budget_calibrated = bfv.check_noise_budget(self.client, self.server, num_clients=num_clients,
                                                               min_bits=min_budget_bits)
@@ -130,6 +130,10 @@ class BFVTransport:
         return quantisation_bound(clip_norm=self.clip_norm, weights=weights, num_values=num_values,
                                   range_factor=self.range_factor, noise_std=noise_std(noise),
                                   noise_sigmas=self.noise_sigmas)
+
+    def aggregator(self):
+        """The server's :class:`medhe.fl.server.BFVAggregator` (parameters only)."""
+        return self._aggregator
 
     def codec(self, client: int):
         """Client ``client``'s codec, holding the shared secret key."""
@@ -155,4 +159,4 @@ class BFVTransport:
         if min(weights) <= 0:
             raise ValueError(f"aggregation weights must be > 0, got {list(weights)!r}")
         return run_roles(self, payloads, weights=weights, noise=noise, ledger=ledger, round_=round_,
-                         server=self.aggregator, clip_bound=float(self.clip_norm))
+                         server=self.aggregator(), clip_bound=float(self.clip_norm))

@@ -105,6 +105,10 @@ class CKKSTransport:
                                   range_factor=self.range_factor, noise_std=noise_std(noise),
                                   noise_sigmas=self.noise_sigmas)
 
+    def aggregator(self):
+        """The server's :class:`medhe.fl.server.CKKSAggregator` (parameters-only context)."""
+        return self.server
+
     def codec(self, client: int):
         """Client ``client``'s codec, holding the shared key."""
         from medhe.fl.client import CKKSCodec
@@ -117,4 +121,4 @@ class CKKSTransport:
               ledger: ByteLedger, round_: int) -> RoundResult:
         check_round_inputs(payloads, weights, self.size)
         return run_roles(self, payloads, weights=weights, noise=noise, ledger=ledger, round_=round_,
-                         server=self.server, clip_bound=float(self.clip_norm))
+                         server=self.aggregator(), clip_bound=float(self.clip_norm))

@@ -191,6 +191,10 @@ class ClientCodec:
                                   range_factor=self.range_factor, noise_std=noise_std(plan.noise_shares()),
                                   noise_sigmas=self.noise_sigmas)
 
+    def category(self, start: int, stop: int) -> str:
+        """The byte ledger's category of the value messages of block [start, stop) (``ciphertext``, ``update``)."""
+        return self.value_category
+
     def encode(self, start: int, stop: int) -> list[bytes]:
         """This client's value messages for the values [start, stop)."""
         raise NotImplementedError
@@ -511,6 +515,81 @@ class BFVCodec(ClientCodec):
         return self.key.secret_key_bytes()
 
 
+class SplitCodec(ClientCodec):
+    """``he_classifier_only``: the classifier head through one codec (CKKS), the rest through another
+    (plaintext), dense updates only (:mod:`medhe.fl.split_transport`).
+
+    The values are [head values, rest values]: the head's blocks come first, then the rest's, and each
+    block's messages go to the matching part of :class:`medhe.fl.server.SplitAggregator` (the engine passes
+    ``block=(start, stop)``).
+    """
+
+    kind = "split"
+
+    def __init__(self, *, head: np.ndarray, encrypted: ClientCodec, plain: ClientCodec, client: int, size: int) -> None:
+        super().__init__(client=client, size=size, alignment="dense")
+        self.head = np.asarray(head, dtype=np.int64)
+        mask = np.ones(size, dtype=bool)
+        mask[self.head] = False
+        self.rest = np.flatnonzero(mask)
+        self.encrypted, self.plain = encrypted, plain
+        self._h = int(self.head.size)
+
+    def setup_message(self) -> bytes | None:
+        return self.encrypted.setup_message()
+
+    def begin(self, plan: RoundPlan, payload: Payload) -> bytes | None:
+        if payload.indices is not None:
+            raise ValueError("SplitTransport carries dense updates only (method without sparsify)")
+        if plan.noise is not None:  # both parts would draw the same noise stream; no method asks for it
+            raise ValueError("SplitTransport does not add DP noise; use a method with noise=False")
+        self._plan, self._payload = plan, payload
+        for codec, idx in ((self.encrypted, self.head), (self.plain, self.rest)):
+            codec.begin(plan, Payload(values=np.ascontiguousarray(payload.values[idx])))
+        return None
+
+    def receive_union(self, union_msg: bytes | None) -> None:
+        self.encrypted.receive_union(None)
+        self.plain.receive_union(None)
+
+    def num_values(self) -> int:
+        return self.encrypted.num_values() + self.plain.num_values()
+
+    def blocks(self) -> list[tuple[int, int]]:
+        h = self._h
+        return self.encrypted.blocks() + [(h + a, h + b) for a, b in self.plain.blocks()]
+
+    def _part(self, start: int, stop: int):
+        if stop <= self._h:
+            return self.encrypted, start, stop
+        if start >= self._h:
+            return self.plain, start - self._h, stop - self._h
+        raise ValueError(f"block [{start}, {stop}) straddles the head ({self._h} values)")
+
+    def category(self, start: int, stop: int) -> str:
+        return self._part(start, stop)[0].value_category
+
+    def encode(self, start: int, stop: int) -> list[bytes]:
+        codec, a, b = self._part(start, stop)
+        return codec.encode(a, b)
+
+    def decode(self, start: int, stop: int, aggregate: Sequence[bytes]) -> np.ndarray:
+        codec, a, b = self._part(start, stop)
+        return codec.decode(a, b, aggregate)
+
+    def finish(self, decoded: np.ndarray) -> ClientRoundResult:
+        head = self.encrypted.finish(np.asarray(decoded[: self._h]))
+        rest = self.plain.finish(np.asarray(decoded[self._h:]))
+        mean = np.zeros(self.size, dtype=np.float32)
+        mean[self.head] = head.mean_update
+        mean[self.rest] = rest.mean_update
+        timings = dict(head.timings)
+        for phase, sec in rest.timings.items():
+            timings[phase] = timings.get(phase, 0.0) + sec
+        info = {**rest.info, **head.info, "encrypted_fraction": self._h / self.size}
+        return ClientRoundResult(mean, None, info, timings)
+
+
 # ---------------------------------------------------------------------- training state
 
 
@@ -639,8 +718,6 @@ def alignment_of(spec, P) -> str:
 def make_keys(spec, P):
     """Fresh shared key material for the clients of ``spec``: :class:`CKKSKeys`, a :class:`medhe.bfv.BFVClient`,
     or None (plaintext). One client makes it and shares :func:`key_bytes` with the others out of band."""
-    if spec.encrypted_part == "head":
-        raise NotImplementedError("he_classifier_only: use medhe.fl.split_transport (a CKKS part and a plain part)")
     if spec.encryption == "ckks":
         from medhe.fl.ckks_transport import ckks_params
 
@@ -683,15 +760,22 @@ def load_keys(spec, P, data: bytes | None):
     return bfv.BFVClient.from_secret_key_bytes(bfv_params(P), data)
 
 
-def make_codec(spec, P, keys, *, client: int, size: int, num_clients: int,
+def make_codec(spec, P, keys, *, client: int, size: int, num_clients: int, head: np.ndarray | None = None,
                keep_diagnostics: bool = False) -> ClientCodec:
     """Client ``client``'s codec for method ``spec`` (what :func:`medhe.fl.simulate.make_transport`'s transport
     builds), holding ``keys`` (from :func:`make_keys` / :func:`load_keys`). ``num_clients``: the most clients
-    per round (carry room of packed CKKS and BFV)."""
+    per round (carry room of packed CKKS and BFV). ``head``: for ``encrypted_part='head'``, the classifier
+    head's positions (:func:`medhe.fl.split_transport.head_indices` of the model)."""
     kw = dict(client=client, size=size, alignment=alignment_of(spec, P), clip_norm=P.dp.clip_norm,
               range_factor=P.quant.range_factor, noise_sigmas=P.quant.noise_sigmas, keep_diagnostics=keep_diagnostics)
     if spec.encrypted_part == "head":
-        raise NotImplementedError("he_classifier_only: use medhe.fl.split_transport (a CKKS part and a plain part)")
+        if head is None:
+            raise ValueError("encrypted_part='head' needs head= (medhe.fl.split_transport.head_indices(model))")
+        h = int(np.asarray(head).size)
+        sub = dict(client=client, alignment="dense", clip_norm=P.dp.clip_norm, range_factor=P.quant.range_factor,
+                   noise_sigmas=P.quant.noise_sigmas)
+        return SplitCodec(head=head, encrypted=CKKSCodec(keys, size=h, **sub),
+                          plain=PlainCodec(size=size - h, **sub), client=client, size=size)
     if spec.encryption == "none":
         return PlainCodec(**kw)
     if spec.encryption == "ckks":

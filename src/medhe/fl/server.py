@@ -80,9 +80,12 @@ class Aggregator:
             return None
         return encode_index_set(union_index_sets(sets), length=self.size)
 
-    def aggregate(self, per_client: Sequence[Sequence[bytes]], *,
-                  clients: Sequence[int] | None = None) -> list[bytes]:
-        """The sum of one block of every client's value messages (same count per client), to broadcast."""
+    def aggregate(self, per_client: Sequence[Sequence[bytes]], *, clients: Sequence[int] | None = None,
+                  block: tuple[int, int] | None = None) -> list[bytes]:
+        """The sum of one block of every client's value messages (same count per client), to broadcast.
+
+        ``clients`` names the senders in errors (default 0, 1, ...); ``block`` is the value range
+        [start, stop) the messages carry (only :class:`SplitAggregator` needs it)."""
         raise NotImplementedError
 
     @staticmethod
@@ -111,7 +114,7 @@ class PlainAggregator(Aggregator):
             raise ValueError(f"alignment must be 'own', 'union', 'dense' or 'global', got {alignment!r}")
         super().__init__(size=size, alignment=alignment)
 
-    def aggregate(self, per_client, *, clients=None) -> list[bytes]:
+    def aggregate(self, per_client, *, clients=None, block=None) -> list[bytes]:
         from medhe.ckks.sparse import encode_index_set
 
         ids = _ids(clients, len(per_client))
@@ -154,7 +157,7 @@ class CKKSAggregator(Aggregator):
         super().__init__(size=size, alignment=alignment)
         self.context = ckks.load_server_context(setup_message)  # refuses a secret key
 
-    def aggregate(self, per_client, *, clients=None) -> list[bytes]:
+    def aggregate(self, per_client, *, clients=None, block=None) -> list[bytes]:
         import tenseal as ts
 
         ids = _ids(clients, len(per_client))
@@ -196,7 +199,7 @@ class BFVAggregator(Aggregator):
         super().__init__(size=size, alignment=alignment)
         self.server = bfv.BFVServer(setup_message, security_level=security_level)
 
-    def aggregate(self, per_client, *, clients=None) -> list[bytes]:
+    def aggregate(self, per_client, *, clients=None, block=None) -> list[bytes]:
         from medhe.bfv.seal import sealapi
 
         ids = _ids(clients, len(per_client))
@@ -224,6 +227,28 @@ class BFVAggregator(Aggregator):
                                                   f"({type(exc).__name__}: {exc})") from exc
             out.append(srv._io.dump(acc))
         return out
+
+
+class SplitAggregator(Aggregator):
+    """``he_classifier_only``: the head's blocks (the first ``head_size`` values) to ``encrypted`` (CKKS),
+    the others to ``plain``; see :class:`medhe.fl.client.SplitCodec`."""
+
+    kind = "split"
+
+    def __init__(self, *, head_size: int, encrypted: Aggregator, plain: Aggregator, size: int) -> None:
+        super().__init__(size=size, alignment="dense")
+        self.head_size = int(head_size)
+        self.encrypted, self.plain = encrypted, plain
+
+    def aggregate(self, per_client, *, clients=None, block=None) -> list[bytes]:
+        if block is None:
+            raise ValueError("SplitAggregator needs block=(start, stop) to route the messages")
+        start, stop = block
+        if stop <= self.head_size:
+            return self.encrypted.aggregate(per_client, clients=clients)
+        if start >= self.head_size:
+            return self.plain.aggregate(per_client, clients=clients)
+        raise ValueError(f"block [{start}, {stop}) straddles the head ({self.head_size} values)")
 
 
 class ClipServer:
@@ -287,14 +312,19 @@ class ClipServer:
         return {} if self.adaptive is None else {"adaptive": dict(vars(self.adaptive))}
 
 
-def make_aggregator(spec, P, setup_message: bytes | None, *, size: int) -> Aggregator:
+def make_aggregator(spec, P, setup_message: bytes | None, *, size: int, head_size: int | None = None) -> Aggregator:
     """The server's aggregator for method ``spec``, from the clients' public setup message only
-    (:meth:`medhe.fl.client.ClientCodec.setup_message`; None under plaintext)."""
+    (:meth:`medhe.fl.client.ClientCodec.setup_message`; None under plaintext). ``head_size``: for
+    ``encrypted_part='head'``, the number of head positions (public: the model's architecture)."""
     from medhe.fl.client import alignment_of
 
     alignment = alignment_of(spec, P)
     if spec.encrypted_part == "head":
-        raise NotImplementedError("he_classifier_only: use medhe.fl.split_transport (a CKKS part and a plain part)")
+        if head_size is None:
+            raise ValueError("encrypted_part='head' needs head_size=")
+        return SplitAggregator(head_size=head_size, size=size,
+                               encrypted=CKKSAggregator(setup_message, size=head_size, alignment="dense"),
+                               plain=PlainAggregator(None, size=size - head_size, alignment="dense"))
     if spec.encryption == "none":
         return PlainAggregator(None, size=size, alignment=alignment)
     if setup_message is None:

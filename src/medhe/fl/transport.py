@@ -388,7 +388,7 @@ def run_roles(transport, payloads: Sequence[Payload], *, weights: Sequence[float
     plan = RoundPlan(round=int(round_), clients=list(range(n)), weights=[float(w) for w in weights],
                      clip_bound=clip_bound, noise=RoundPlan.noise_dict(noise),
                      seed=0 if noise is None else int(noise.seed))
-    server.alignment = transport.alignment
+    server.alignment = getattr(transport, "alignment", server.alignment)
     return exchange(plan, [transport.codec(i) for i in range(n)], server, payloads, ledger=ledger)
 
 

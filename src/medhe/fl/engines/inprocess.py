@@ -78,16 +78,16 @@ def exchange(plan: RoundPlan, codecs: Sequence[ClientCodec], server: Aggregator,
         c.receive_union(union_msg)
     n = codecs[0].num_values()
     blocks = codecs[0].blocks()
-    category = codecs[0].value_category
     parts = []
     for start, stop in blocks:
+        category = codecs[0].category(start, stop)
         sent = [c.encode(start, stop) for c in codecs]
         for cid, msgs in zip(ids, sent):
             if own:
                 ledger.add(index_msgs[ids.index(cid)], round_=r, client=cid, direction="up", category="index")
             ledger.add(msgs, round_=r, client=cid, direction="up", category=category)
         t = time.perf_counter()
-        agg = server.aggregate(sent, clients=ids)
+        agg = server.aggregate(sent, clients=ids, block=(start, stop))
         _add(timings, "aggregate", time.perf_counter() - t)
         for cid in ids:
             if own:  # [support index set, values]
