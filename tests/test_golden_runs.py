@@ -23,8 +23,9 @@ golden_runs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(golden_runs)
 
 # per ledger row (a client's ciphertexts of one block): SEAL compresses each fresh random ciphertext
-# differently (measured: 200 B of a 34 kB BFV row, 500 B of a 330 kB CKKS row)
-CIPHERTEXT_RTOL, CIPHERTEXT_ATOL = 0.005, 400
+# differently. Measured over 40 draws at N = 8192: uploads 330.5-331.9 kB, a 3-client packed sum 330.3-333.2 kB
+# (a spread of 0.9 %); BFV rows of 34 kB within 200 B.
+CIPHERTEXT_RTOL, CIPHERTEXT_ATOL = 0.015, 400
 METRICS = ("f1_macro", "accuracy", "loss", "model_change_l2")
 
 
