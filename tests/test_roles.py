@@ -269,3 +269,38 @@ def test_factories_build_the_roles_a_method_needs(tabular_params, method):
     else:
         assert np.array_equal(res.mean_update, expected.mean_update)
     assert np.any(res.mean_update)
+
+
+@pytest.mark.parametrize("kind", ["plain", "ckks", "bfv"])
+def test_a_codec_rebuilt_between_messages_from_its_round_state_finishes_the_round(kind):
+    """An engine that starts a fresh process per message keeps the codec's round state between the union
+    exchange and the aggregate; a codec rebuilt from it decodes and feeds back exactly as the original."""
+    noise = GaussianShares(std=1e-3, seed=5, round_=1)
+    if kind == "plain":
+        server = PlainAggregator(size=SIZE, alignment="union")
+        make = lambda i: PlainCodec(client=i, size=SIZE, alignment="union")  # noqa: E731
+    elif kind == "ckks":
+        keys = CKKSKeys(ckks_params(CFG))
+        server = CKKSAggregator(keys.setup_message(), size=SIZE, alignment="union")
+        packing = ckks.PackingSpec(bits=8, num_clients=3, batch=4, bound=1.0)
+        make = lambda i: CKKSCodec(keys, packing=packing, client=i, size=SIZE, alignment="union")  # noqa: E731
+    else:
+        key = bfv.BFVClient(BFV)
+        server = BFVAggregator(bfv.parameters_bytes(BFV), size=SIZE, alignment="union")
+        layout = BFVTransport(BFV, size=SIZE, alignment="union", clip_norm=1.0, num_clients=3).layout
+        make = lambda i: BFVCodec(key, layout=layout, client=i, size=SIZE, alignment="union")  # noqa: E731
+    codecs = [make(i) for i in range(3)]
+    plan = _plan(noise)
+    sent, (start, stop) = _encoded(codecs, _payloads(), plan, server)
+    agg = server.aggregate(sent)
+    state = codecs[1].round_state()
+    fresh = make(1)
+    fresh.load_round_state(state)
+    a, b = codecs[1].decode(start, stop, agg), fresh.decode(start, stop, agg)
+    assert np.array_equal(a, b)
+    ra, rb = codecs[1].finish(a), fresh.finish(b)
+    assert np.array_equal(ra.mean_update, rb.mean_update) and np.any(ra.mean_update)
+    assert (ra.feedback is None) == (rb.feedback is None) == (kind == "plain")
+    if ra.feedback is not None:
+        assert np.array_equal(ra.feedback[1], rb.feedback[1])
+    assert ra.info == rb.info

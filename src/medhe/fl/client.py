@@ -220,6 +220,36 @@ class ClientCodec:
     def _info(self) -> dict[str, float]:
         return {}
 
+    # ------------------------------------------------------------------ state within a round
+
+    _ROUND_STATE = ("_support", "_x", "_feedback", "_own_stats", "_bound", "_chunks", "_scale", "_skellam", "_least")
+
+    def round_state(self) -> dict[str, Any]:
+        """This round's state so far, as numpy arrays and JSON values, for an engine that starts a fresh process
+        per message (e.g. between the union exchange and the aggregate): the plan, the payload and what
+        :meth:`receive_union` derived (encoded values, support, feedback, bound). Holds no key."""
+        out: dict[str, Any] = {"plan": None if self._plan is None else self._plan.to_json()}
+        if self._payload is not None:
+            out["payload_values"] = np.asarray(self._payload.values)
+            out["payload_indices"] = self._payload.indices
+        for name in self._ROUND_STATE:
+            if hasattr(self, name):
+                value = getattr(self, name)
+                out[name.lstrip("_")] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def load_round_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`round_state`'s output into a freshly built codec (same method and key)."""
+        self._plan = None if state.get("plan") is None else RoundPlan.from_json(state["plan"])
+        self._payload = None
+        if "payload_values" in state:
+            self._payload = Payload(values=np.asarray(state["payload_values"]), indices=state.get("payload_indices"))
+        for name in self._ROUND_STATE:
+            key = name.lstrip("_")
+            if key in state:
+                value = state[key]
+                setattr(self, name, tuple(value) if name == "_feedback" and value is not None else value)
+
     def _require_round(self) -> Payload:
         if self._payload is None:
             raise RuntimeError(f"client {self.client}: call begin(plan, payload) first")
@@ -576,6 +606,13 @@ class SplitCodec(ClientCodec):
     def decode(self, start: int, stop: int, aggregate: Sequence[bytes]) -> np.ndarray:
         codec, a, b = self._part(start, stop)
         return codec.decode(a, b, aggregate)
+
+    def round_state(self) -> dict[str, Any]:
+        return {"encrypted": self.encrypted.round_state(), "plain": self.plain.round_state()}
+
+    def load_round_state(self, state: dict[str, Any]) -> None:
+        self.encrypted.load_round_state(state["encrypted"])
+        self.plain.load_round_state(state["plain"])
 
     def finish(self, decoded: np.ndarray) -> ClientRoundResult:
         head = self.encrypted.finish(np.asarray(decoded[: self._h]))
