@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?= quick
 STAMP  := $(VENV)/.medhe-installed
 
-.PHONY: setup repro test test-fast bench clean-venv
+.PHONY: setup repro test test-fast coverage bench clean-venv
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ test: setup
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+# line coverage of src/medhe (pipeline subprocesses included) and an 85 % floor on the report modules
+COVERAGE_FLOOR := src/medhe/report.py,src/medhe/results.py,src/medhe/ckks/table.py
+coverage: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-report=json
+	$(PY) -m coverage report --include='$(COVERAGE_FLOOR)' --fail-under=85
 
 bench: setup
 	$(PY) benchmarks/bench_ckks.py

@@ -20,7 +20,8 @@ PAPER_IDS = {"comm-reduction", "comm-fedavg-mb", "comm-medhe-mb", "ciphertexts",
              # claims of the paper the first ledger did not cover (issue 22)
              "mia-no-he", "ef-adaptive-gain", "noniid", "ckks-random-topk", "no-side-channel", "key-model",
              "he-only-collapse"}
-EXTRA_IDS = {"comm-honest-reachable"}  # our own question (issue 6), marked as such in the claims file
+EXTRA_IDS = {"comm-honest-reachable",  # our own question (issue 6), marked as such in the claims file
+             "dp-utility"}  # the abstract's accuracy and epsilon as one configuration (issue 23)
 ARITHMETIC_IDS = {"f1-medhe", "ef-adaptive-gain"}  # judged from the claimed numbers alone, in every profile
 R, NR, NT = claims.REPRODUCED, claims.NOT_REPRODUCED, claims.NOT_TESTABLE
 
@@ -193,6 +194,16 @@ def _paired(diffs, fed=0.75):
             + [{"method": "medhe", "seed": i, "accuracy": fed + d} for i, d in enumerate(diffs)]}
 
 
+def _pu(*, none, eps1, majority=0.654):
+    """privacy_utility.csv with points `none` and `client-eps1`, one row per seed and accuracy."""
+    rows = [{"kind": kind, "point": point, "method": "medhe_no_packing", "seed": 42 + i, "epsilon": eps,
+             "noise_multiplier": z, "accuracy": a, "macro_f1": a - 0.1, "majority_accuracy": majority}
+            for kind, point, eps, z, accs in (("none", "none", float("nan"), 0.0, none),
+                                              ("client", "client-eps1", 0.98, 4.2, eps1))
+            for i, a in enumerate(accs)]
+    return {"privacy_utility.csv": rows}
+
+
 PAPER = "paper"
 CONSISTENT_F1 = {"f1": 0.80}  # reachable as macro-F1 at 89.5 % accuracy (bound 0.832)
 CONSISTENT_GAIN = {"gain": 0.05}  # a macro-vs-macro gain the claimed accuracies allow
@@ -300,6 +311,12 @@ CASES = [
     ("comm-honest-reachable", _bfv(30.0), "t", {}, R),
     ("comm-honest-reachable", _bfv(89.1), "t", {}, NR),  # 85.0 MiB = 89.1 MB > 32 MB
     ("comm-honest-reachable", {}, "t", {}, NT),
+    ("dp-utility", _pu(none=LEARNS, eps1=[0.90, 0.89, 0.90]), PAPER, {}, R),
+    ("dp-utility", _pu(none=LEARNS, eps1=[0.80, 0.81, 0.80]), PAPER, {}, NR),  # learned, but 9 points short
+    ("dp-utility", _pu(none=LEARNS, eps1=STUCK), "t", {}, NR),  # noise at epsilon 1 erases what was learned
+    ("dp-utility", _pu(none=LEARNS, eps1=LEARNS), "t", {}, NT),  # learned; 89.5 % belongs to the paper's data
+    ("dp-utility", _pu(none=STUCK, eps1=STUCK), "t", {}, NT),  # nothing learned even without noise
+    ("dp-utility", {}, "t", {}, NT),
 ]
 
 

@@ -812,6 +812,36 @@ def rule_he_only_collapse(c, m):
     return measured, REPRODUCED, ""
 
 
+def rule_dp_utility(c, m):
+    """MedHE's accuracy under its stated privacy, from the privacy-utility stage (``privacy_utility.csv``): point
+    ``client-eps<epsilon_max>`` (client-level Gaussian noise whose z the accountant solves for the claimed epsilon
+    over the run's rounds, on unpacked CKKS: the only encrypted release that accountant covers), per seed, against
+    point ``none`` (the same method without noise). Judged only if ``none`` learned (learned()): not reproduced if
+    the DP point did not learn. If it learned: in profile `paper`, reproduced if |mean accuracy - claimed| <=
+    2 x claimed std + 1 point; elsewhere not testable (the claimed number belongs to the paper's data)."""
+    t = m.csv("privacy_utility.csv")
+    point = f"client-eps{_fmt(c['epsilon_max'])}"
+    if t is None or not len(t[t["point"] == point]):
+        return _missing(f"privacy-utility point {point}", "privacy_utility + privacy_frontier")
+    dp, ref = t[t["point"] == point], t[t["point"] == "none"]
+    dp_ok, dp_why = learned(dp["accuracy"].to_numpy(), float(dp["majority_accuracy"].mean()))
+    eps = float(dp["epsilon"].max())
+    measured = (f"{point} (epsilon {eps:.2f}, z = {float(dp['noise_multiplier'].mean()):.3g}): accuracy "
+                f"{dp['accuracy'].mean():.3f} +- {dp['accuracy'].std(ddof=1) if len(dp) > 1 else float('nan'):.3f}, "
+                f"macro-F1 {dp['macro_f1'].mean():.3f} (n={len(dp)}); {dp_why}")
+    if not len(ref):
+        return measured, NOT_TESTABLE, "the no-noise point `none` is not measured, so a DP loss cannot be told apart"
+    ref_ok, ref_why = learned(ref["accuracy"].to_numpy(), float(ref["majority_accuracy"].mean()))
+    if not ref_ok:
+        return measured, NOT_TESTABLE, f"without noise the method did not learn either ({ref_why})"
+    if not dp_ok:
+        return measured, NOT_REPRODUCED, f"without noise it learned ({ref_why}); at epsilon {eps:.2f} it did not"
+    if m.profile != "paper":
+        return measured, NOT_TESTABLE, _substitute(m)
+    ok = abs(float(dp["accuracy"].mean()) - c["accuracy"]) <= 2 * c["std"] + 0.01
+    return measured, REPRODUCED if ok else NOT_REPRODUCED, ""
+
+
 def rule_comm_honest_reachable(c, m):
     """Exact BFV aggregation (coefficient-packed 8-bit fields, seeded ciphertexts), measured bytes per
     ciphertext and index sets (benchmark): reproduced if at the claimed s its uplink per round (5 clients,
@@ -873,7 +903,7 @@ RULES: dict[str, Callable[[dict, Measured], tuple[str, str, str]]] = {
     "convergence": rule_convergence, "noniid": rule_noniid, "scale": rule_scale, "overhead": rule_overhead,
     "ckks-random-topk": rule_ckks_random_topk, "no-side-channel": rule_no_side_channel,
     "key-model": rule_key_model, "he-only-collapse": rule_he_only_collapse,
-    "comm-honest-reachable": rule_comm_honest_reachable,
+    "comm-honest-reachable": rule_comm_honest_reachable, "dp-utility": rule_dp_utility,
 }
 
 SOURCES = {
@@ -887,6 +917,7 @@ SOURCES = {
     "scale": "comm/scale.csv", "overhead": "stats/trials.csv", "ckks-random-topk": "bench/ckks_topk.csv",
     "no-side-channel": "comm/bytes.csv", "key-model": "src/medhe/fl/ckks_transport.py (key model)",
     "he-only-collapse": "stats/trials.csv", "comm-honest-reachable": "bench/bfv.csv",
+    "dp-utility": "privacy_utility.csv",
 }
 
 

@@ -193,6 +193,17 @@ class BFVClient:
         self._decryptor = sealapi.Decryptor(self.context, secret_key)
         self._io = _Scratch()
 
+    def secret_key_bytes(self) -> bytes:
+        """The serialised secret key: for the clients' out-of-band key sharing only, never for the server."""
+        return self._io.dump(self._secret_key)
+
+    @classmethod
+    def from_secret_key_bytes(cls, params: BFVParams, data: bytes) -> "BFVClient":
+        """A client holding the secret key that :meth:`secret_key_bytes` serialised."""
+        ctx = _context(encryption_parameters(params), params.security_level)
+        key = _Scratch().load(sealapi.SecretKey(), ctx, data)
+        return cls(params, secret_key=key)
+
     def encrypt(self, rows: np.ndarray) -> list[bytes]:
         """Encrypt coefficient rows (uint64, shape (m, N), each < t) as seeded ciphertexts."""
         n, t = self.params.poly_modulus_degree, 1 << self.params.plain_modulus_bits

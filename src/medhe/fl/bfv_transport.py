@@ -56,11 +56,8 @@ from typing import Sequence
 import numpy as np
 
 from medhe import bfv
-from medhe.ckks.packing import dequantise
-from medhe.ckks.sparse import scatter_dense
 from medhe.comm import ByteLedger
-from medhe.fl.transport import (NoiseFn, Payload, RoundResult, SkellamShares, aligned_noisy, check_round_inputs,
-                                 noise_std, own_positions, quantisation_bound, quantise_round, timed)
+from medhe.fl.transport import NoiseFn, Payload, RoundResult, check_round_inputs, noise_std, quantisation_bound, run_roles
 
 
 class BFVTransport:
@@ -115,6 +112,10 @@ class BFVTransport:
         self.client = bfv.BFVClient(cfg)  # the clients' shared key (one object for all simulated clients)
         self._parms_bytes = bfv.parameters_bytes(cfg)
         self.server = bfv.BFVServer(self._parms_bytes, security_level=cfg.security_level)
+        from medhe.fl.server import BFVAggregator
+
+        self._aggregator = BFVAggregator(self._parms_bytes, size=size, alignment=alignment,
+                                        security_level=cfg.security_level)
         self.noise_budget_calibrated = bfv.check_noise_budget(self.client, self.server, num_clients=num_clients,
                                                               min_bits=min_budget_bits)
 
@@ -129,6 +130,18 @@ class BFVTransport:
         return quantisation_bound(clip_norm=self.clip_norm, weights=weights, num_values=num_values,
                                   range_factor=self.range_factor, noise_std=noise_std(noise),
                                   noise_sigmas=self.noise_sigmas)
+
+    def aggregator(self):
+        """The server's :class:`medhe.fl.server.BFVAggregator` (parameters only)."""
+        return self._aggregator
+
+    def codec(self, client: int):
+        """Client ``client``'s codec, holding the shared secret key."""
+        from medhe.fl.client import BFVCodec
+
+        return BFVCodec(self.client, layout=self.layout, block_ciphertexts=self.block_ciphertexts, client=client,
+                        size=self.size, alignment=self.alignment, clip_norm=self.clip_norm,
+                        range_factor=self.range_factor, noise_sigmas=self.noise_sigmas, keep_diagnostics=True)
 
     # ------------------------------------------------------------------ round
 
@@ -145,132 +158,5 @@ class BFVTransport:
             raise ValueError(f"{len(payloads)} payloads but the carry bits are sized for {self.num_clients} clients")
         if min(weights) <= 0:
             raise ValueError(f"aggregation weights must be > 0, got {list(weights)!r}")
-        if isinstance(noise, SkellamShares):
-            return self._skellam_round(payloads, weights=weights, noise=noise, ledger=ledger, round_=round_)
-        timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
-        noise_info: dict[str, float] = {}
-        union, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
-                                  ledger=ledger, round_=round_, timings=timings, info=noise_info)
-        n = int(xs[0].size)
-        bound = self.bound(weights, n, noise)
-        bits = self.cfg.value_bits
-        with timed(timings, "quantise"):
-            qs, feedback, quant_info = quantise_round(payloads, xs, weights, union, bits=bits, bound=bound,
-                                                      size=self.size)
-        total, least = self._exchange(qs, n, ledger, round_, timings)
-        info = {"encrypted_values_per_client": float(n), **quant_info, **noise_info,
-                "noise_budget_left": float(least),
-                "ciphertexts_per_client": float(bfv.num_ciphertexts(n, self.layout,
-                                                                    poly_modulus_degree=self.cfg.poly_modulus_degree))}
-        mean = dequantise(total, bits=bits, bound=bound)
-        if union is None:
-            mean = mean.astype(np.float32)
-        else:
-            mean = scatter_dense(union, mean, length=self.size).astype(np.float32)
-            info["union_density"] = union.size / self.size
-        return RoundResult(mean, timings, info, feedback=feedback)
-
-    def _skellam_round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: SkellamShares,
-                       ledger: ByteLedger, round_: int) -> RoundResult:
-        """A round of the distributed Skellam mechanism; see the module docstring."""
-        from medhe.skellam import integer_l1_bound, round_to_l2
-
-        timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
-        union, xs = aligned_noisy(payloads, weights=weights, noise=None, alignment=self.alignment, size=self.size,
-                                  ledger=ledger, round_=round_, timings=timings)
-        n = int(xs[0].size)
-        bits = self.cfg.value_bits
-        levels = (1 << (bits - 1)) - 1
-        bound = self.bound(weights, n, None)
-        scale = levels / bound  # integers per unit value
-        l2 = scale * noise.sensitivity  # integer L2 sensitivity of the sum
-        encs, feedback, zero, saturated = [], [], [], []
-        with timed(timings, "quantise"):
-            for p, x, w in zip(payloads, xs, weights):
-                q = round_to_l2(x * scale, l2=l2, levels=levels)
-                idx, pos = own_positions(p, union, self.size)
-                feedback.append((idx, (x[pos] - q[pos] / scale) / w))
-                if pos.size:
-                    zero.append(float(np.mean(q[pos] == 0)))
-                    saturated.append(float(np.mean(np.abs(x[pos]) > bound)))
-                encs.append(q)
-        with timed(timings, "noise"):
-            encs = [q + noise.draw(i, n, l2=l2, num_clients=len(encs)) for i, q in enumerate(encs)]
-        total, least, n_ct = self._exchange_mod_t(encs, n, ledger, round_, timings)
-        info = {"encrypted_values_per_client": float(n), "quant_bound": float(bound),
-                "quant_zero_frac": float(np.mean(zero)) if zero else math.nan,
-                "quant_saturated_frac": float(np.mean(saturated)) if saturated else math.nan,
-                "noise_budget_left": float(least), "ciphertexts_per_client": float(n_ct),
-                "skellam_l2_sensitivity": float(l2), "skellam_l1_sensitivity": integer_l1_bound(l2, max(n, 1)),
-                "skellam_variance": noise.variance(l2)}
-        mean = total.astype(np.float64) / scale
-        if union is None:
-            mean = mean.astype(np.float32)
-        else:
-            mean = scatter_dense(union, mean, length=self.size).astype(np.float32)
-            info["union_density"] = union.size / self.size
-        return RoundResult(mean, timings, info, feedback=feedback)
-
-    def _exchange_mod_t(self, encs: list[np.ndarray], n: int, ledger: ByteLedger, round_: int,
-                        timings: dict[str, float]) -> tuple[np.ndarray, int, int]:
-        """One integer per coefficient, modulo t: encrypt, add on the server, decrypt, centre.
-
-        Returns the exact integer sums (while |sum| < t/2; the released value is the sum mod t either
-        way), the least noise budget and the ciphertexts per client.
-        """
-        N, t_bits = self.cfg.poly_modulus_degree, self.cfg.plain_modulus_bits
-        t = 1 << t_bits
-        rows_total = max(1, -(-n // N))
-        block_rows = self.block_ciphertexts
-        total = np.zeros(n, dtype=np.int64)
-        least = None
-        for r0 in range(0, rows_total, block_rows):
-            r1 = min(rows_total, r0 + block_rows)
-            start, stop = r0 * N, min(n, r1 * N)
-            plains = []
-            with timed(timings, "encrypt"):
-                for e in encs:
-                    flat = np.zeros((r1 - r0) * N, dtype=np.uint64)
-                    flat[: stop - start] = np.mod(e[start:stop], t).astype(np.uint64)
-                    plains.append(flat.reshape(r1 - r0, N))
-            rows, budget = self._add_block(plains, ledger, round_, timings)
-            with timed(timings, "decrypt"):
-                v = rows.reshape(-1)[: stop - start].astype(np.int64)  # t <= 2^62: fits
-                total[start:stop] = np.where(v >= t // 2, v - t, v)
-            least = budget if least is None else min(least, budget)
-        return total, (0 if least is None else least), rows_total
-
-    def _exchange(self, qs: list[np.ndarray], n: int, ledger: ByteLedger, round_: int,
-                  timings: dict[str, float]) -> tuple[np.ndarray, int]:
-        """Encrypt, upload, add, download and decrypt in blocks; returns the exact sums and the least budget."""
-        N = self.cfg.poly_modulus_degree
-        block = self.block_ciphertexts * self.layout.values_per_ciphertext(N)
-        total = np.zeros(n, dtype=np.int64)
-        least = None
-        for start in range(0, max(n, 1), block):
-            stop = min(n, start + block)
-            with timed(timings, "encrypt"):
-                plains = [bfv.pack_fields(q[start:stop], self.layout, poly_modulus_degree=N) for q in qs]
-            rows, budget = self._add_block(plains, ledger, round_, timings)
-            with timed(timings, "decrypt"):
-                total[start:stop] = bfv.unpack_fields(rows, self.layout, size=stop - start, num_summed=len(qs))
-            least = budget if least is None else min(least, budget)
-        return total, (0 if least is None else least)
-
-    def _add_block(self, plains: list[np.ndarray], ledger: ByteLedger, round_: int,
-                   timings: dict[str, float]) -> tuple[np.ndarray, int]:
-        """One block of one round: each client encrypts its encoded rows and uploads them, the server adds,
-        every client downloads the sum; returns the decrypted rows and their noise budget. Every
-        ciphertext is counted; the broadcast is decrypted once here, timed for one client."""
-        uploads = []
-        for i, plain in enumerate(plains):
-            with timed(timings, "encrypt"):
-                blobs = self.client.encrypt(plain)
-            ledger.add(blobs, round_=round_, client=i, direction="up", category="ciphertext")
-            uploads.append(blobs)
-        with timed(timings, "aggregate"):
-            agg = self.server.aggregate(uploads)
-        for i in range(len(plains)):
-            ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
-        with timed(timings, "decrypt"):
-            return self.client.decrypt(agg)
+        return run_roles(self, payloads, weights=weights, noise=noise, ledger=ledger, round_=round_,
+                         server=self.aggregator(), clip_bound=float(self.clip_norm))

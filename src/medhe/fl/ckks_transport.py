@@ -43,8 +43,8 @@ import numpy as np
 
 from medhe import ckks
 from medhe.comm import ByteLedger
-from medhe.fl.transport import (NoiseFn, Payload, RoundResult, aligned_noisy, check_round_inputs, noise_std,
-                                 quantisation_bound, quantise_round, timed)
+from medhe.fl.transport import (NoiseFn, Payload, RoundResult, check_round_inputs, noise_std, quantisation_bound,
+                                 run_roles)
 from medhe.params import CKKSParams
 
 
@@ -55,13 +55,22 @@ def ckks_params(cfg: CKKSParams) -> ckks.CkksParams:
 
 
 class CKKSTransport:
-    """Encrypted aggregation of dense or sparse updates, with optional batch packing."""
+    """Encrypted aggregation of dense or sparse updates, with optional batch packing.
+
+    Holds the clients' shared key (:class:`medhe.fl.client.CKKSKeys`, one object for all simulated clients)
+    and the server's :class:`medhe.fl.server.CKKSAggregator`, built from the parameters-only setup message
+    alone. A round runs one :class:`medhe.fl.client.CKKSCodec` per client through the in-process engine
+    (:func:`medhe.fl.engines.inprocess.exchange`).
+    """
 
     name = "ckks"
 
     def __init__(self, cfg: CKKSParams, *, size: int, packing: bool, alignment: str, clip_norm: float,
                  num_clients: int, range_factor: float | None = None, noise_sigmas: float = 4.0,
                  block_chunks: int = 32) -> None:
+        from medhe.fl.client import CKKSKeys
+        from medhe.fl.server import CKKSAggregator
+
         if alignment not in ("union", "dense", "global"):
             raise ValueError(f"alignment must be 'union', 'dense' or 'global', got {alignment!r}")
         if block_chunks < 1:
@@ -70,10 +79,12 @@ class CKKSTransport:
         self.alignment = alignment
         self.block_chunks = block_chunks
         self.params = ckks_params(cfg)  # raises InsecureParametersError before TenSEAL is touched
-        self.client_ctx = ckks.make_client_context(self.params)
-        self._server_ctx_bytes = ckks.server_context_bytes(self.client_ctx)
-        self.server_ctx = ckks.load_server_context(self._server_ctx_bytes)
-        self.slots = ckks.slot_count(self.client_ctx)
+        self.keys = CKKSKeys(self.params)
+        self.client_ctx = self.keys.context
+        self._server_ctx_bytes = self.keys.setup_message()
+        self.server = CKKSAggregator(self._server_ctx_bytes, size=size, alignment=alignment)
+        self.server_ctx = self.server.context
+        self.slots = self.keys.slots
         self.packing = None
         self.clip_norm = clip_norm
         self.range_factor = range_factor
@@ -88,72 +99,26 @@ class CKKSTransport:
         """One client sends the server its parameters-only context, once (round 0)."""
         ledger.add(self._server_ctx_bytes, round_=0, client=0, direction="up", category="context")
 
-    # ------------------------------------------------------------------ round
-
     def bound(self, weights: Sequence[float], num_values: int, noise: NoiseFn | None = None) -> float:
         """The packing's quantisation bound shared by all clients of a round (public inputs only)."""
         return quantisation_bound(clip_norm=self.clip_norm, weights=weights, num_values=num_values,
                                   range_factor=self.range_factor, noise_std=noise_std(noise),
                                   noise_sigmas=self.noise_sigmas)
 
-    def _encrypt(self, x: np.ndarray, bound: float) -> list[bytes]:
-        """Encrypt float values, or (packing) values already quantised to integers."""
-        if self.packing is None:
-            return ckks.encrypt_vector(self.client_ctx, x)
-        return ckks.encrypt_packed(self.client_ctx, x, self._spec(bound))
+    def aggregator(self):
+        """The server's :class:`medhe.fl.server.CKKSAggregator` (parameters-only context)."""
+        return self.server
 
-    def _spec(self, bound: float) -> ckks.PackingSpec:
-        p = self.packing
-        return ckks.PackingSpec(bits=p.bits, num_clients=p.num_clients, batch=p.batch, bound=bound)
+    def codec(self, client: int):
+        """Client ``client``'s codec, holding the shared key."""
+        from medhe.fl.client import CKKSCodec
 
-    def _decrypt(self, chunks: list[bytes], n: int, bound: float, num_summed: int) -> np.ndarray:
-        if self.packing is None:
-            return ckks.decrypt_vector(self.client_ctx, chunks, n)
-        spec = self._spec(bound)
-        q = ckks.decrypt_packed(self.client_ctx, chunks, spec, size=n, num_summed=num_summed)
-        return ckks.dequantise(np.asarray(q, dtype=np.int64), bits=spec.bits, bound=bound)
+        return CKKSCodec(self.keys, packing=self.packing, block_chunks=self.block_chunks, client=client,
+                         size=self.size, alignment=self.alignment, clip_norm=self.clip_norm,
+                         range_factor=self.range_factor, noise_sigmas=self.noise_sigmas, keep_diagnostics=True)
 
     def round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None,
               ledger: ByteLedger, round_: int) -> RoundResult:
         check_round_inputs(payloads, weights, self.size)
-        timings: dict[str, float] = {"encrypt": 0.0, "aggregate": 0.0, "decrypt": 0.0}
-        noise_info: dict[str, float] = {}
-        union, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
-                                  ledger=ledger, round_=round_, timings=timings, info=noise_info)
-        n = int(xs[0].size)
-        info: dict[str, float] = {"encrypted_values_per_client": float(n), **noise_info}
-        feedback: list[tuple[np.ndarray, np.ndarray]] = []
-        bound = 0.0
-        if self.packing is not None:
-            bound = self.bound(weights, n, noise)
-            with timed(timings, "quantise"):
-                xs, feedback, quant_info = quantise_round(payloads, xs, weights, union, bits=self.packing.bits,
-                                                          bound=bound, size=self.size)
-            info.update(quant_info)
-        per_slot = 1 if self.packing is None else self.packing.batch
-        block = self.block_chunks * self.slots * per_slot  # values per block
-        total = np.zeros(n, dtype=np.float64)
-        n_ciphertexts = 0
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            sent = []
-            for i, x in enumerate(xs):
-                with timed(timings, "encrypt"):
-                    chunks = self._encrypt(x[start:stop], bound)
-                ledger.add(chunks, round_=round_, client=i, direction="up", category="ciphertext")
-                sent.append(chunks)
-            n_ciphertexts += len(sent[0])
-            with timed(timings, "aggregate"):
-                agg = ckks.aggregate(self.server_ctx, sent)
-            for i in range(len(xs)):
-                ledger.add(agg, round_=round_, client=i, direction="down", category="ciphertext")
-            # every client decrypts the same broadcast; decrypted once here, timed for one client
-            with timed(timings, "decrypt"):
-                total[start:stop] = self._decrypt(agg, stop - start, bound, len(xs))
-        info["ciphertexts_per_client"] = float(n_ciphertexts)
-        if union is None:
-            mean = total.astype(np.float32)
-        else:
-            mean = ckks.scatter_dense(union, total, length=self.size).astype(np.float32)
-            info["union_density"] = union.size / self.size
-        return RoundResult(mean, timings, info, feedback=feedback)
+        return run_roles(self, payloads, weights=weights, noise=noise, ledger=ledger, round_=round_,
+                         server=self.aggregator(), clip_bound=float(self.clip_norm))

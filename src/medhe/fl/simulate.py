@@ -9,9 +9,11 @@ Each round: every client starts from the global model, trains locally (Adam, a
 fresh optimiser), forms its update (model delta); then, as the method says,
 top-k with error feedback and the EMA threshold (or, under the ``global`` alignment,
 at the round's public mask), L2 clipping (the paper's fixed bound, or an adaptive
-one that tracks the clients' norms: :class:`ClipState`), its share of the
+one that tracks the clients' norms: :func:`clip_server`), its share of the
 distributed Gaussian noise, and the transport (plaintext, CKKS or BFV). The server
-adds the (weighted) messages; the clients apply the mean update. The test set is
+adds the (weighted) messages; the clients apply the mean update. The exchange runs the protocol's roles
+(:mod:`medhe.fl.client`, :mod:`medhe.fl.server`) through the in-process engine
+(:mod:`medhe.fl.engines.inprocess`), every message counted in the byte ledger. The test set is
 evaluated after every round (round 0 = the initial model); with a target macro-F1
 the run stops at the first round that reaches it (from ``min_rounds`` on).
 """
@@ -27,8 +29,9 @@ import numpy as np
 
 from medhe import comm, data, model, records
 from medhe.fl import methods
+from medhe.fl.client import Client  # noqa: F401  (the client role; re-exported)
 from medhe.fl.methods import MethodSpec
-from medhe.fl.transport import GaussianShares, Payload, PlainTransport, SkellamShares
+from medhe.fl.transport import GaussianShares, PlainTransport, SkellamShares
 from medhe.params import Params
 
 
@@ -80,109 +83,18 @@ def make_transport(spec: MethodSpec, P: Params, *, size: int, num_clients: int, 
                          noise_sigmas=P.quant.noise_sigmas)
 
 
-class Client:
-    """Client-side state: its records and, for sparse methods, its sparsifier (residual)."""
-
-    def __init__(self, cid: int, indices: np.ndarray, *, spec: MethodSpec, P: Params, size: int) -> None:
-        self.cid = cid
-        self.indices = indices
-        self.spec = spec
-        self.sparsifier = None
-        if spec.sparsify:
-            from medhe.sparsify import TopKSparsifier
-
-            self.sparsifier = TopKSparsifier(size=size, sparsity=P.sparsify.sparsity,
-                                             error_feedback=spec.error_feedback, adaptive=spec.adaptive,
-                                             ema_alpha=P.sparsify.ema_alpha)
-        self.private = _record_level_dp(P, num_records=len(indices)) if spec.record_dp else None
-
-    def prepare(self, delta: np.ndarray, *, mask: np.ndarray | None = None) -> tuple[Payload, dict[str, float]]:
-        """Top-k with error feedback (at the public ``mask`` under ``global`` alignment), before clipping."""
-        info: dict[str, float] = {"update_norm": float(np.linalg.norm(delta))}
-        if self.sparsifier is not None:
-            sparse = self.sparsifier.compress(delta, mask=mask)
-            values, indices = sparse.values.astype(np.float32), sparse.indices
-            info["density"] = float(sparse.density)
-        else:
-            values, indices = delta.astype(np.float32), None
-            info["density"] = 1.0
-        info["sent_norm_before_clip"] = float(np.linalg.norm(values.astype(np.float64)))
-        return Payload(values=values, indices=indices), info
-
-    def clip(self, payload: Payload, *, bound: float) -> Payload:
-        """L2-clip the values to ``bound``. What clipping removes is not fed back: it is the method's bias."""
-        from medhe.privacy import clip_l2
-
-        values, _ = clip_l2(payload.values, max_norm=bound)
-        return Payload(values=values.astype(np.float32), indices=payload.indices)
-
-
-class ClipState:
-    """The round's clip bound: the paper's fixed ``dp.clip_norm``, or adaptive (:mod:`medhe.clipping`).
+def clip_server(spec: MethodSpec, P: Params):
+    """The server's clip-bound role (:class:`medhe.fl.server.ClipServer`): the paper's fixed ``dp.clip_norm``,
+    or adaptive (:mod:`medhe.clipping`).
 
     Under ``adaptive`` the bound is public and travels: clients report their norms once to calibrate it
     (when ``clip.initial`` is null), then one bit each per round (unclipped or not); the server broadcasts
-    the next bound. Those messages are serialised and counted (category ``clip``).
+    the next bound. Those messages are serialised and counted (category ``clip``;
+    :func:`medhe.fl.engines.inprocess.clip_bound` and :func:`~medhe.fl.engines.inprocess.clip_step`).
     """
+    from medhe.fl.server import make_clip_server
 
-    def __init__(self, spec: MethodSpec, P: Params) -> None:
-        from medhe.clipping import QuantileClipBound
-
-        self.mode = spec.clip_mode if spec.clip else "none"
-        self.fixed = P.dp.clip_norm
-        self.adaptive = None
-        if self.mode == "adaptive":
-            self.adaptive = QuantileClipBound(initial=P.clip.initial, target_quantile=P.clip.target_quantile,
-                                              lr=P.clip.lr)
-
-    def bound(self, norms: list[float], *, ledger: comm.ByteLedger, round_: int) -> float:
-        """The bound every client clips to this round (calibrated from ``norms`` if it must be)."""
-        if self.adaptive is None:
-            return self.fixed
-        if not self.adaptive.calibrated:
-            received = self._exchange_norms(norms, ledger=ledger, round_=round_)
-            self.adaptive.calibrate(received)
-            self._broadcast(self.adaptive.value, ledger=ledger, round_=round_, clients=len(norms))
-        return self.adaptive.value
-
-    def after_round(self, norms: list[float], *, ledger: comm.ByteLedger, round_: int) -> None:
-        """Clients send their unclipped bits; the server steps the bound and broadcasts it."""
-        if self.adaptive is None:
-            return
-        bound = self.adaptive.value
-        bits = []
-        for i, norm in enumerate(norms):
-            msg = np.array([norm <= bound], dtype=np.uint8).tobytes()
-            ledger.add(msg, round_=round_, client=i, direction="up", category="clip")
-            bits.append(bool(np.frombuffer(msg, dtype=np.uint8)[0]))
-        self.adaptive.step(bits)  # the server sees the bits only
-        self._broadcast(self.adaptive.value, ledger=ledger, round_=round_, clients=len(norms))
-
-    @staticmethod
-    def _exchange_norms(norms: list[float], *, ledger: comm.ByteLedger, round_: int) -> list[float]:
-        received = []
-        for i, norm in enumerate(norms):
-            msg = comm.values_message(np.array([norm], dtype=np.float32))
-            ledger.add(msg, round_=round_, client=i, direction="up", category="clip")
-            received.append(float(np.frombuffer(msg, dtype="<f4")[0]))
-        return received
-
-    @staticmethod
-    def _broadcast(value: float, *, ledger: comm.ByteLedger, round_: int, clients: int) -> None:
-        msg = comm.values_message(np.array([value], dtype=np.float32))
-        for i in range(clients):
-            ledger.add(msg, round_=round_, client=i, direction="down", category="clip")
-
-
-def _record_level_dp(P: Params, *, num_records: int):
-    """The client's DP-SGD state (``medhe.dpsgd``) from the ``dp_sgd`` and ``train`` sections."""
-    from medhe.dpsgd import RecordLevelDP
-
-    d = P.dp_sgd
-    return RecordLevelDP(num_records=num_records, batch_size=P.train.batch_size, epochs=P.train.local_epochs,
-                         rounds=P.train.rounds, max_grad_norm=d.max_grad_norm, delta=d.delta,
-                         target_epsilon=d.target_epsilon, noise_multiplier=d.noise_multiplier, accountant=d.accountant,
-                         freeze_embeddings=d.freeze_embeddings)
+    return make_clip_server(spec, P)
 
 
 def record_level_summary(clients: list[Client]) -> dict[str, Any]:
@@ -338,7 +250,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
     sizes = [len(p) for p in parts]
     weights = aggregation_weights(spec, P, sizes)
     clients = [Client(i, idx, spec=spec, P=P, size=size) for i, idx in enumerate(parts)]
-    clip = ClipState(spec, P)
+    clip = clip_server(spec, P)
     transport = make_transport(spec, P, size=size, num_clients=len(clients), module=bundle.module)
     ledger = comm.ByteLedger()
     transport.setup(ledger, num_clients=len(clients))
@@ -425,12 +337,15 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
     if spec.clip:
         from medhe.clipping import clip_fraction_removed
 
+        from medhe.fl.engines import inprocess
+
         t = time.perf_counter()
-        bound = clip.bound(norms, ledger=ledger, round_=r)
+        ids = [c.cid for c in clients]
+        bound = inprocess.clip_bound(clip, norms, clients=ids, ledger=ledger, round_=r)
         payloads = [c.clip(p, bound=bound) for c, p in zip(clients, payloads)]
         if hasattr(transport, "clip_norm"):
             transport.clip_norm = bound  # the round's public bound sizes the quantisation range
-        clip.after_round(norms, ledger=ledger, round_=r)
+        inprocess.clip_step(clip, norms, bound=bound, clients=ids, ledger=ledger, round_=r)
         t_sparsify += time.perf_counter() - t
         clip_row.update({"clip_norm": float(bound),
                          "clip_removed_frac": float(np.mean([clip_fraction_removed(n, bound) for n in norms])),
@@ -439,8 +354,7 @@ def _one_round(r, w, *, bundle, clients, train_inputs, ds, P, spec, seed, weight
     res = transport.round(payloads, weights=weights, noise=noise, ledger=ledger, round_=r)
     t = time.perf_counter()
     for c, fb in zip(clients, getattr(res, "feedback", None) or []):
-        if c.sparsifier is not None:  # quantisation error back into the error-feedback residual
-            c.sparsifier.absorb(*fb)
+        c.absorb(fb)  # quantisation error back into the error-feedback residual
     t_absorb = time.perf_counter() - t
     timings = {"local_training": t_train, "sparsify_clip": t_sparsify, **res.timings}
     if res.feedback:

@@ -10,9 +10,10 @@ What it protects: only the head's coordinates. The server sees the other 99 % of
 update in plaintext (float32, as under FedAvg), which is enough for the gradient-inversion and
 membership attacks that plaintext FedAvg permits.
 
-Both parts use the ordinary transports (:class:`~medhe.fl.ckks_transport.CKKSTransport`, dense,
-and :class:`~medhe.fl.transport.PlainTransport`) on sub-vectors, so every message is serialised
-and counted in the same ledger (categories ``ciphertext`` and ``update``).
+Both parts use the ordinary transports' roles (:class:`~medhe.fl.ckks_transport.CKKSTransport`, dense,
+and :class:`~medhe.fl.transport.PlainTransport`) on sub-vectors, joined by
+:class:`medhe.fl.client.SplitCodec` and :class:`medhe.fl.server.SplitAggregator`, so every message is
+serialised and counted in the same ledger (categories ``ciphertext`` and ``update``).
 """
 
 from __future__ import annotations
@@ -92,26 +93,32 @@ class SplitTransport:
         self.encrypted.setup(ledger, num_clients=num_clients)
         self.plain.setup(ledger, num_clients=num_clients)
 
+    def codec(self, client: int):
+        """Client ``client``'s :class:`medhe.fl.client.SplitCodec` over the two parts' codecs."""
+        from medhe.fl.client import SplitCodec
+
+        return SplitCodec(head=self.head, encrypted=self.encrypted.codec(client), plain=self.plain.codec(client),
+                          client=client, size=self.size)
+
+    def aggregator(self):
+        """The server's :class:`medhe.fl.server.SplitAggregator` over the two parts' aggregators."""
+        from medhe.fl.server import SplitAggregator
+
+        return SplitAggregator(head_size=int(self.head.size), encrypted=self.encrypted.aggregator(),
+                               plain=self.plain.aggregator(),
+                               size=self.size)
+
     def round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None,
               ledger: ByteLedger, round_: int) -> RoundResult:
+        from medhe.fl.transport import run_roles
+
         check_round_inputs(payloads, weights, self.size)
         if any(p.indices is not None for p in payloads):
             raise ValueError("SplitTransport carries dense updates only (method without sparsify)")
         if noise is not None:  # both parts would draw the same noise stream; no method asks for it
             raise ValueError("SplitTransport does not add DP noise; use a method with noise=False")
-        parts = []
-        for transport, idx in ((self.encrypted, self.head), (self.plain, self.rest)):
-            sub = [Payload(values=np.ascontiguousarray(p.values[idx])) for p in payloads]
-            parts.append(transport.round(sub, weights=weights, noise=None, ledger=ledger, round_=round_))
-        mean = np.zeros(self.size, dtype=np.float32)
-        mean[self.head] = parts[0].mean_update
-        mean[self.rest] = parts[1].mean_update
-        timings: dict[str, float] = {}
-        for res in parts:
-            for phase, sec in res.timings.items():
-                timings[phase] = timings.get(phase, 0.0) + sec
-        info = {**parts[1].info, **parts[0].info, "encrypted_fraction": self.head.size / self.size}
-        return RoundResult(mean, timings, info)
+        return run_roles(self, payloads, weights=weights, noise=None, ledger=ledger, round_=round_,
+                         server=self.aggregator(), clip_bound=getattr(self.encrypted, "clip_norm", None))
 
 
 def split_transport(P: Any, *, module: Any, size: int, num_clients: int) -> SplitTransport:

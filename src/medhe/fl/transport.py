@@ -16,6 +16,14 @@ Every transport has the same contract, so methods differ only in composition:
 * every message is serialised and counted in ``ledger`` by its length; the
   server works only on what it deserialises.
 
+Each ``round()`` runs the protocol's roles through the in-process engine
+(:func:`medhe.fl.engines.inprocess.exchange`): one client codec per client
+(:mod:`medhe.fl.client`: holds the clients' shared secret key, encodes its index set and values,
+decodes the aggregate) and the server's aggregator (:mod:`medhe.fl.server`: built from the public
+setup message only, bytes in and bytes out), under a public :class:`~medhe.fl.plan.RoundPlan`.
+:func:`align_payloads` and :func:`quantise_round` are the same steps for all clients at once
+(benchmarks).
+
 The result is the weighted mean update as the clients see it after the
 downlink (decrypted under CKKS), and the seconds spent per phase. All transports use the
 same phase names, so their times compare: ``align`` (index sets up, union down, values
@@ -169,6 +177,22 @@ def own_positions(payload: "Payload", union: np.ndarray | None, size: int) -> tu
     return idx, (idx if union is None else np.searchsorted(union, idx))
 
 
+def quantise_client(payload: "Payload", x: np.ndarray, weight: float, union: np.ndarray | None, *, bits: int,
+                    bound: float, size: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], float, float]:
+    """One client's share of :func:`quantise_round`: (integers, feedback, zero fraction, saturated fraction).
+
+    The fractions are over the client's own positions (NaN if it has none).
+    """
+    from medhe.ckks.packing import dequantise, quantise
+
+    q = quantise(x, bits=bits, bound=bound)
+    idx, pos = own_positions(payload, union, size)
+    feedback = (idx, (x[pos] - dequantise(q[pos], bits=bits, bound=bound)) / weight)
+    if pos.size:
+        return q, feedback, float(np.mean(q[pos] == 0)), float(np.mean(np.abs(x[pos]) > bound))
+    return q, feedback, math.nan, math.nan
+
+
 def quantise_round(payloads: Sequence["Payload"], xs: Sequence[np.ndarray], weights: Sequence[float],
                    union: np.ndarray | None, *, bits: int, bound: float, size: int
                    ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
@@ -184,21 +208,23 @@ def quantise_round(payloads: Sequence["Payload"], xs: Sequence[np.ndarray], weig
     holds only noise or zeros), the mean fraction of values that quantise to zero
     (``quant_zero_frac``) and that saturate (``quant_saturated_frac``).
     """
-    from medhe.ckks.packing import dequantise, quantise
-
     qs, feedback, zero, saturated = [], [], [], []
     for p, x, w in zip(payloads, xs, weights):
-        q = quantise(x, bits=bits, bound=bound)
-        idx, pos = own_positions(p, union, size)
-        feedback.append((idx, (x[pos] - dequantise(q[pos], bits=bits, bound=bound)) / w))
-        if pos.size:
-            zero.append(float(np.mean(q[pos] == 0)))
-            saturated.append(float(np.mean(np.abs(x[pos]) > bound)))
+        q, fb, z, sat = quantise_client(p, x, w, union, bits=bits, bound=bound, size=size)
+        feedback.append(fb)
+        if not math.isnan(z):
+            zero.append(z)
+            saturated.append(sat)
         qs.append(q)
-    info = {"quant_bound": float(bound),
-            "quant_zero_frac": float(np.mean(zero)) if zero else math.nan,
-            "quant_saturated_frac": float(np.mean(saturated)) if saturated else math.nan}
-    return qs, feedback, info
+    return qs, feedback, quant_info(bound, zero, saturated)
+
+
+def quant_info(bound: float, zero: Sequence[float], saturated: Sequence[float]) -> dict[str, float]:
+    """The round's quantisation columns: the bound and the clients' mean zero / saturated fractions
+    (over the clients that sent own values; NaN if none did)."""
+    return {"quant_bound": float(bound),
+            "quant_zero_frac": float(np.mean(zero)) if len(zero) else math.nan,
+            "quant_saturated_frac": float(np.mean(saturated)) if len(saturated) else math.nan}
 
 
 @dataclass(frozen=True)
@@ -280,23 +306,14 @@ def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, le
     return union, [align_to_union(p.indices, p.values, union) for p in payloads]
 
 
-def aligned_noisy(payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None, alignment: str,
-                  size: int, ledger: ByteLedger, round_: int, timings: dict[str, float],
-                  info: dict[str, float] | None = None) -> tuple[np.ndarray | None, list[np.ndarray]]:
-    """:func:`align_payloads` (phase ``align``), then :func:`noisy_weighted` (phase ``noise``; its ``info``)."""
-    with timed(timings, "align"):
-        support, vectors = align_payloads(payloads, alignment=alignment, size=size, ledger=ledger, round_=round_)
-    with timed(timings, "noise"):
-        xs = noisy_weighted(vectors, weights, noise, info=info)
-    return support, xs
-
-
 def noisy_weighted(vectors: Sequence[np.ndarray], weights: Sequence[float], noise: NoiseFn | None, *,
                    info: dict[str, float] | None = None) -> list[np.ndarray]:
     """Each client's ``w_i * v_i`` plus its noise share, as the client computes it before sending.
 
     With noise and vectors on common positions, ``info["noise_to_signal"]`` is the measured
-    ratio ||sum_i n_i|| / ||sum_i w_i v_i|| of the aggregate (inf for a zero signal).
+    ratio ||sum_i n_i|| / ||sum_i w_i v_i|| of the aggregate (inf for a zero signal). It needs every
+    client's plaintext: a simulation-only measurement (no party of a deployment can compute it; the
+    in-process engine computes it from the codecs' ``diagnostics``).
     """
     out = []
     signal = noise_sum = None
@@ -320,9 +337,12 @@ class PlainTransport:
     """Plaintext float32 messages. The server sees every individual update.
 
     Alignment of sparse updates: ``own`` (each client sends its own index set and
-    values; the cheapest plaintext top-k), or ``union`` / ``dense`` as under CKKS
-    (:func:`align_payloads`), so that an ablation without HE puts its noise on
-    exactly the positions the encrypted method does.
+    values; the cheapest plaintext top-k), or ``union`` / ``dense`` / ``global`` as under CKKS,
+    so that an ablation without HE puts its noise on exactly the positions the encrypted method does.
+
+    The round runs the roles (:class:`medhe.fl.client.PlainCodec` per client,
+    :class:`medhe.fl.server.PlainAggregator`) through the in-process engine
+    (:func:`medhe.fl.engines.inprocess.exchange`).
     """
 
     name = "plain"
@@ -338,58 +358,38 @@ class PlainTransport:
     def setup(self, ledger: ByteLedger, *, num_clients: int) -> None:
         """Plaintext needs no keys or contexts."""
 
+    def codec(self, client: int):
+        """Client ``client``'s codec (:class:`medhe.fl.client.PlainCodec`)."""
+        from medhe.fl.client import PlainCodec
+
+        return PlainCodec(client=client, size=self.size, alignment=self.alignment, keep_diagnostics=True)
+
+    def aggregator(self):
+        """The server's aggregator (nothing to set up under plaintext)."""
+        from medhe.fl.server import PlainAggregator
+
+        return PlainAggregator(None, size=self.size, alignment=self.alignment)
+
     def round(self, payloads: Sequence[Payload], *, weights: Sequence[float], noise: NoiseFn | None,
               ledger: ByteLedger, round_: int) -> RoundResult:
         check_round_inputs(payloads, weights, self.size)
-        timings: dict[str, float] = {}
-        if payloads[0].indices is not None and self.alignment == "own":
-            if noise is not None:
-                raise ValueError("alignment 'own' cannot carry distributed DP noise: each client would noise only "
-                                 "its own positions, leaving less than the calibrated std on the sum; "
-                                 "use alignment 'union' or 'dense'")
-            mean = self._own(payloads, weights, noise, ledger, round_, timings)
-            return RoundResult(mean, timings)
-        noise_info: dict[str, float] = {}
-        support, xs = aligned_noisy(payloads, weights=weights, noise=noise, alignment=self.alignment, size=self.size,
-                                    ledger=ledger, round_=round_, timings=timings, info=noise_info)
-        with timed(timings, "aggregate"):
-            agg = np.zeros(xs[0].size, dtype=np.float32)
-            for i, x in enumerate(xs):
-                msg = comm.values_message(x)
-                ledger.add(msg, round_=round_, client=i, direction="up", category="update")
-                agg += np.frombuffer(msg, dtype="<f4")
-            down = comm.values_message(agg)
-            for i in range(len(payloads)):
-                ledger.add(down, round_=round_, client=i, direction="down", category="update")
-            received = np.frombuffer(down, dtype="<f4")
-            mean = received.copy() if support is None else _scatter(support, received, self.size)
-        return RoundResult(mean, timings, noise_info)
+        return run_roles(self, payloads, weights=weights, noise=noise, ledger=ledger, round_=round_,
+                         server=self.aggregator())
 
-    def _own(self, payloads, weights, noise, ledger, round_, timings) -> np.ndarray:
-        from medhe.ckks.sparse import decode_index_set, encode_index_set
 
-        with timed(timings, "noise"):
-            xs = noisy_weighted([p.values for p in payloads], weights, noise)
-        agg = np.zeros(self.size, dtype=np.float32)
-        for i, (p, x) in enumerate(zip(payloads, xs)):
-            with timed(timings, "align"):
-                idx_msg = encode_index_set(p.indices, length=self.size)
-                ledger.add(idx_msg, round_=round_, client=i, direction="up", category="index")
-                idx = decode_index_set(idx_msg)
-            with timed(timings, "aggregate"):
-                msg = comm.values_message(x)
-                ledger.add(msg, round_=round_, client=i, direction="up", category="update")
-                agg[idx] += np.frombuffer(msg, dtype="<f4")
-        with timed(timings, "aggregate"):
-            support = np.flatnonzero(agg)
-            values = comm.values_message(agg[support])
-        with timed(timings, "align"):
-            index_msg = encode_index_set(support, length=self.size)
-            received = decode_index_set(index_msg)
-        for i in range(len(payloads)):
-            ledger.add(index_msg, round_=round_, client=i, direction="down", category="index")
-            ledger.add(values, round_=round_, client=i, direction="down", category="update")
-        return _scatter(received, np.frombuffer(values, dtype="<f4"), self.size)
+def run_roles(transport, payloads: Sequence[Payload], *, weights: Sequence[float], noise, ledger: ByteLedger,
+              round_: int, server, clip_bound: float | None = None) -> RoundResult:
+    """One round of ``transport``'s roles through the in-process engine: a public plan for clients
+    0..n-1, one codec per client (:meth:`codec`), the server's aggregator ``server``."""
+    from medhe.fl.engines.inprocess import exchange
+    from medhe.fl.plan import RoundPlan
+
+    n = len(payloads)
+    plan = RoundPlan(round=int(round_), clients=list(range(n)), weights=[float(w) for w in weights],
+                     clip_bound=clip_bound, noise=RoundPlan.noise_dict(noise),
+                     seed=0 if noise is None else int(noise.seed))
+    server.alignment = getattr(transport, "alignment", server.alignment)
+    return exchange(plan, [transport.codec(i) for i in range(n)], server, payloads, ledger=ledger)
 
 
 def _scatter(support: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
