@@ -127,7 +127,7 @@ class LocalFederation:
 
     def descendants(self) -> list[int]:
         """PIDs of every live process started by this federation, at any depth (SuperExec and the
-        app processes run in sessions of their own, outside the launcher's process groups)."""
+        app processes detach with setsid, outside the launcher's process groups)."""
         import psutil
 
         out = []
@@ -164,7 +164,7 @@ class LocalFederation:
             except subprocess.TimeoutExpired:
                 continue
             break
-        for child in tree:  # descendants in sessions of their own
+        for child in tree:  # descendants detached with setsid
             try:
                 child.kill()
             except psutil.NoSuchProcess:

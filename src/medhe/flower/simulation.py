@@ -77,7 +77,7 @@ def run(P: Params, *, methods: list[str | dict], seed: int | None = None, out_di
         proc = subprocess.Popen([sys.executable, "-m", "medhe.flower.simulation", str(spec_file)], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         peak = _watch(proc, timeout=timeout)
-    try:  # anything of the child's session still alive (Ray processes) goes with it
+    try:  # anything the child started (setsid: Ray processes) that is still alive goes with it
         os.killpg(proc.pid, 9)
     except ProcessLookupError:
         pass
