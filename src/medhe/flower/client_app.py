@@ -228,16 +228,22 @@ def _global_mask(spec, P, context: Context, *, seed: int, round_: int, size: int
     return gm(spec, P, seed=seed, round_=round_, size=size, last_update=last)
 
 
+def _expect_step(context: Context, *, round_: int, step: str, after: str) -> dict:
+    """The site's run state, if it finished step ``after`` of ``round_``; else :class:`StateLost`."""
+    cfg = _cfg(context)
+    if int(cfg["round"]) != round_ or cfg["step"] != after:
+        raise StateLost(f"partition {context.node_config.get('partition-id')}: {step} step of round {round_} but its "
+                        f"state is at round {cfg['round']} step {cfg['step']!r}; refusing")
+    return cfg
+
+
 @app.train("values")
 def values(msg: Message, context: Context) -> Message:
     from medhe.ckks.sparse import decode_index_set
 
     t0 = time.perf_counter()
-    cfg = _cfg(context)
     r = int(msg.content["config"]["round"])
-    if int(cfg["round"]) != r or cfg["step"] != "encode":
-        raise StateLost(f"partition {context.node_config.get('partition-id')}: values step of round {r} but its "
-                        f"state is at round {cfg['round']} step {cfg['step']!r}; refusing")
+    cfg = _expect_step(context, round_=r, step="values", after="encode")
     weights = [float(x) for x in msg.content["config"]["weights"]]
     union = decode_index_set(st.record_blobs(msg.content["union"])[0])
     return _reply(msg, **_values(context, cfg, r, weights, union=union, metrics={}, t0=t0))
@@ -276,11 +282,8 @@ def apply(msg: Message, context: Context) -> Message:
     from medhe.flower.keys import client_crypto
 
     t0 = time.perf_counter()
-    cfg = _cfg(context)
     r = int(msg.content["config"]["round"])
-    if int(cfg["round"]) != r or cfg["step"] != "values":
-        raise StateLost(f"partition {context.node_config.get('partition-id')}: apply step of round {r} but its "
-                        f"state is at round {cfg['round']} step {cfg['step']!r}; refusing")
+    cfg = _expect_step(context, round_=r, step="apply", after="values")
     P, spec = _params(cfg), methods.get(cfg["method"])
     w = st.get_vectors(context.state, "medhe.model")["w"]
     pending = st.get_vectors(context.state, "medhe.pending")
