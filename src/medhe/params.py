@@ -291,13 +291,14 @@ class PipelineParams:
     privacy_points: tuple[str, ...] = ()  # privacy-utility stage: none, client-z<z>, client-eps<e>, record-eps<e>
     privacy_seeds: tuple[int, ...] = (42,)
     engine: str = "inprocess"  # how medhe.fl.run trains: "inprocess" (one process) or "flower" (Flower's simulation engine)
+    flower_scale_clients: tuple[int, ...] = (5, 100)  # client counts of the flower_scale stage (tabular task)
 
     def __post_init__(self) -> None:
         _check(self.engine in ENGINES, f"pipeline.engine must be one of {ENGINES}, got {self.engine!r}")
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
                      "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
                      "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods", "privacy_points",
-                     "privacy_seeds", "target_variants", "target_seeds"):
+                     "privacy_seeds", "target_variants", "target_seeds", "flower_scale_clients"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
         _check(all(isinstance(s, int) and s >= 0 for s in self.privacy_seeds),
@@ -306,6 +307,8 @@ class PipelineParams:
                f"pipeline.privacy_points must match {PRIVACY_POINT!r}, got {self.privacy_points!r}")
         _check(all(0 <= s < 1 for s in self.sweep_sparsity), f"pipeline.sweep_sparsity must lie in [0, 1), got {self.sweep_sparsity!r}")
         _check(all(isinstance(n, int) and n >= 1 for n in self.client_counts), f"pipeline.client_counts must be integers >= 1, got {self.client_counts!r}")
+        _check(len(self.flower_scale_clients) >= 1 and all(isinstance(n, int) and n >= 2 for n in self.flower_scale_clients),
+               f"pipeline.flower_scale_clients must be integers >= 2, got {self.flower_scale_clients!r}")
         _check(isinstance(self.lira_shadows, int) and self.lira_shadows >= 2,
                f"pipeline.lira_shadows must be an integer >= 2, got {self.lira_shadows!r}")
         _check(isinstance(self.target_rounds, int) and self.target_rounds >= 1,

@@ -99,6 +99,9 @@ class ClientCodec:
         self._own_stats: dict[str, float] = {}
         self.diagnostics: tuple[np.ndarray, np.ndarray] | None = None
         """(w v, noise share) of the last round when ``keep_diagnostics`` (simulation only)."""
+        self.secure_noise = False
+        """Draw the Gaussian DP share from the OS CSPRNG (:mod:`medhe.fl.secure_noise`) instead of the plan's
+        seeded generator: what a deployment does, since anyone who knows the seed could subtract a seeded share."""
 
     # ------------------------------------------------------------------ setup
 
@@ -157,6 +160,20 @@ class ClientCodec:
         _timed(self.timings, "align", t)
         self._support = support
         self._encode_values(v)
+
+    def _noise(self):
+        """The round's noise shares: the plan's seeded generator, or with :attr:`secure_noise` the same std drawn
+        from the OS CSPRNG (Gaussian shares only; refused for Skellam shares, which have no secure source here)."""
+        noise = self._plan.noise_shares()
+        if noise is None or not self.secure_noise:
+            return noise
+        from medhe.fl.secure_noise import SecureGaussianShares
+        from medhe.fl.transport import GaussianShares
+
+        if not isinstance(noise, GaussianShares):
+            raise ValueError(f"client {self.client}: a secure noise source exists for Gaussian shares only, the plan "
+                             f"asks for {self._plan.noise['mechanism']!r} shares; use noise-source 'seeded'")
+        return SecureGaussianShares(std=noise.std)
 
     def _weighted_noisy(self, v: np.ndarray, noise) -> np.ndarray:
         """``w v`` plus this client's noise share (as :func:`medhe.fl.transport.noisy_weighted`)."""
@@ -279,7 +296,7 @@ class PlainCodec(ClientCodec):
     ALIGNMENTS = ("own", "union", "dense", "global")
 
     def _encode_values(self, v: np.ndarray) -> None:
-        noise = self._plan.noise_shares()
+        noise = self._noise()
         if self.sparse and self.alignment == "own" and noise is not None:
             raise ValueError("alignment 'own' cannot carry distributed DP noise: each client would noise only "
                              "its own positions, leaving less than the calibrated std on the sum; "
@@ -370,7 +387,7 @@ class CKKSCodec(ClientCodec):
         return self.keys.setup_message()
 
     def _encode_values(self, v: np.ndarray) -> None:
-        x = self._weighted_noisy(v, self._plan.noise_shares())
+        x = self._weighted_noisy(v, self._noise())
         self._bound, self._chunks = 0.0, 0
         if self.packing is not None:
             self._bound = self.quant_bound(int(x.size))
@@ -448,11 +465,11 @@ class BFVCodec(ClientCodec):
 
     @property
     def skellam(self) -> bool:
-        return isinstance(self._plan.noise_shares(), SkellamShares)
+        return isinstance(self._noise(), SkellamShares)
 
     def _encode_values(self, v: np.ndarray) -> None:
         self._least, self._skellam, self._scale = None, {}, None
-        noise = self._plan.noise_shares()
+        noise = self._noise()
         if not isinstance(noise, SkellamShares):
             x = self._weighted_noisy(v, noise)
             self._bound = self.quant_bound(int(x.size))
@@ -660,7 +677,8 @@ class Client:
         info["sent_norm_before_clip"] = float(np.linalg.norm(values.astype(np.float64)))
         return Payload(values=values, indices=indices), info
 
-    def clip(self, payload: Payload, *, bound: float) -> Payload:
+    @staticmethod
+    def clip(payload: Payload, *, bound: float) -> Payload:
         """L2-clip the values to ``bound``. What clipping removes is not fed back: it is the method's bias."""
         from medhe.privacy import clip_l2
 

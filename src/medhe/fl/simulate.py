@@ -97,9 +97,9 @@ def clip_server(spec: MethodSpec, P: Params):
     return make_clip_server(spec, P)
 
 
-def record_level_summary(clients: list[Client]) -> dict[str, Any]:
-    """Run-record entry of record-level DP: the largest epsilon over clients and each client's statement."""
-    statements = [c.private.statement() for c in clients]
+def record_level_summary(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run-record entry of record-level DP from each client's statement (``RecordLevelDP.statement()``):
+    the largest epsilon over clients and every statement."""
     return {"epsilon_max": max(s["epsilon"] for s in statements), "delta": statements[0]["delta"],
             "accountant": statements[0]["accountant"], "post_processing": statements[0]["post_processing"],
             "clients": statements}
@@ -291,7 +291,7 @@ def run(P: Params, *, method: str, seed: int | None = None, out_dir: str | Path 
         record["target"] = {"macro_f1": float(target_macro_f1), "reached_round": reached,
                             "round_budget": P.train.rounds}
     if spec.record_dp:
-        record["privacy_record_level"] = record_level_summary(clients)
+        record["privacy_record_level"] = record_level_summary([c.private.statement() for c in clients])
     result = RunResult(history, record, ledger, final_weights=w)
     if out_dir is not None:
         write(result, out_dir)
@@ -403,31 +403,38 @@ def _record(P: Params, spec: MethodSpec, *, seed, ds, sizes, size, timer, ledger
         "device": str(model.resolve_device(P.train.device)),
     }
     if accountant is not None:
-        from medhe.privacy import ESTIMATOR, privacy_statement, sensitivity_fixed_denominator
-
-        weights = aggregation_weights(spec, P, sizes)
-        noise = _noise_fn(spec, P, seed=seed, round_=1, weights=weights)
-        rec["privacy"] = privacy_statement(
-            noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm, rounds=rounds,
-            delta=P.dp.delta, sampling_rate=1.0, num_clients=len(sizes), estimator=ESTIMATOR,
-            sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients),
-            # Skellam: no Gaussian epsilon (its fields are replaced below); skip its accounting
-            quantised="integer Skellam shares" if spec.dp_mechanism == "skellam" else quantised_noise(spec, P))
-        rec["privacy"]["aggregation_weights"] = weights
-        if spec.dp_mechanism == "skellam":
-            from medhe.skellam import MECHANISM as SKELLAM
-
-            rec["privacy"].update(
-                mechanism=SKELLAM, epsilon_covered=True, epsilon_rdp=accountant.epsilon(),
-                epsilon_pld="not computed (RDP bound only)", skellam=accountant.state_dict(),
-                noise_std_per_client="integer Skellam shares of variance (z * D2)^2 / n per round, "
-                                     "D2 = the round's integer L2 sensitivity (see skellam.rounds)",
-                noise_std_of_sum=None,
-                noise_source=rec["privacy"]["noise_source"].replace("'dp-noise'", "'dp-noise-skellam'"))
-        else:
-            # the std every client's GaussianShares draws with (0 when z = 0)
-            rec["privacy"]["noise_std_per_client"] = 0.0 if noise is None else noise.std
+        rec["privacy"] = privacy_record(P, spec, seed=seed, sizes=sizes, rounds=rounds, accountant=accountant)
     return rec
+
+
+def privacy_record(P: Params, spec: MethodSpec, *, seed: int, sizes: list[int], rounds: int,
+                   accountant) -> dict[str, Any]:
+    """The run record's ``privacy`` entry of a DP method after ``rounds`` rounds (any engine)."""
+    from medhe.privacy import ESTIMATOR, privacy_statement, sensitivity_fixed_denominator
+
+    weights = aggregation_weights(spec, P, sizes)
+    noise = _noise_fn(spec, P, seed=seed, round_=1, weights=weights)
+    out = privacy_statement(
+        noise_multiplier=P.dp.noise_multiplier, clip_norm=P.dp.clip_norm, rounds=rounds,
+        delta=P.dp.delta, sampling_rate=1.0, num_clients=len(sizes), estimator=ESTIMATOR,
+        sensitivity=sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients),
+        # Skellam: no Gaussian epsilon (its fields are replaced below); skip its accounting
+        quantised="integer Skellam shares" if spec.dp_mechanism == "skellam" else quantised_noise(spec, P))
+    out["aggregation_weights"] = weights
+    if spec.dp_mechanism == "skellam":
+        from medhe.skellam import MECHANISM as SKELLAM
+
+        out.update(
+            mechanism=SKELLAM, epsilon_covered=True, epsilon_rdp=accountant.epsilon(),
+            epsilon_pld="not computed (RDP bound only)", skellam=accountant.state_dict(),
+            noise_std_per_client="integer Skellam shares of variance (z * D2)^2 / n per round, "
+                                 "D2 = the round's integer L2 sensitivity (see skellam.rounds)",
+            noise_std_of_sum=None,
+            noise_source=out["noise_source"].replace("'dp-noise'", "'dp-noise-skellam'"))
+    else:
+        # the std every client's GaussianShares draws with (0 when z = 0)
+        out["noise_std_per_client"] = 0.0 if noise is None else noise.std
+    return out
 
 
 def write(result: RunResult, out_dir: str | Path) -> Path:

@@ -1,25 +1,41 @@
 """The MedHE ClientApp (Flower 1.42 Message API): one site's side of the protocol.
 
-Handlers, routed by message type (``<category>.<action>``):
+Every step runs the client role of :mod:`medhe.fl.client`, the code the in-process engine runs
+(:class:`~medhe.fl.client.Client` for training state, a :class:`~medhe.fl.client.ClientCodec` from
+:func:`~medhe.fl.client.make_codec` for the round), so every method of :data:`medhe.fl.methods.METHODS`
+runs here and the same seed gives the same model. Handlers, routed by message type
+(``<category>.<action>``):
 
 * ``query.setup``: read the run's parameters from the message, load this site's partition
-  (node config ``data-file``) and key (``key-file``), build the initial model from the run seed,
-  reply with the number of training records; partition 0 also sends the public setup bytes
-  (a key-less CKKS context or the BFV parameters) and the initial model's test metrics;
-* ``train.encode``: local training, top-k with error feedback, clipping; reply with the index set
-  (``union`` alignment) or with the value ciphertexts;
-* ``train.values``: (``union``) gather at the union, weight, noise share, quantise, encrypt; reply
-  with the ciphertexts;
-* ``train.apply``: decrypt the server's sum, apply the mean update; reply with a digest of the new
-  weights (the server checks that every site holds the same model) and, on partition 0, the test metrics.
-  The next round's ``encode`` rides on the same message (record ``next``; replies ``next-index`` or
-  ``next-values``), and after the last round the final model (record ``export``), saving a hop each;
+  (node config ``data-file``) and key (``key-file``), build the initial model from the run seed;
+  reply with the number of training records, the model size and the classifier head's size (public:
+  the architecture); partition 0 also sends the codec's public setup message (a key-less CKKS
+  context or the BFV parameters) and the initial model's test metrics;
+* ``train.encode`` (the round's config: ``round``, and ``plan`` and ``clip-bound`` when the server
+  knows the round's clip bound): local training (DP-SGD under record-level DP), top-k with error
+  feedback (:meth:`~medhe.fl.client.Client.prepare`, at the public mask under ``global`` alignment).
+  If the method clips adaptively and the bound is not calibrated yet, reply with the update's norm
+  (one float32, category ``clip``); else clip and *begin* (below);
+* ``train.clip`` (the plan and the calibrated bound): clip and *begin*;
+* *begin*: :meth:`~medhe.fl.client.ClientCodec.begin` with the public :class:`~medhe.fl.plan.RoundPlan`;
+  reply with the unclipped bit (adaptive clipping) and, under ``union`` alignment, the index set;
+  otherwise with the value messages of every block (and, under ``own``, the index set too);
+* ``train.values`` (``union``; the union of the index sets): align, weight, noise share, quantise,
+  encrypt; reply with the value messages of every block;
+* ``train.apply`` (the server's sum, block by block): decrypt, finish the round
+  (:meth:`~medhe.fl.client.ClientCodec.finish`), feed the quantisation error back into the residual,
+  apply the mean update; reply with a digest of the new weights (the server checks that every site
+  holds the same model) and the round's public facts; partition 0 adds the test metrics. The next
+  round's ``encode`` rides on the same message (record ``next``; replies ``next-*``), and after the
+  last round the final model (record ``export``) and the record-level DP statement, saving a hop each;
 * ``query.weights``: the final weights, only if the run asks for them (``export-model``; tests and
   experiments compare models; in a real deployment the model stays at the sites).
 
-All state lives in ``context.state`` (:mod:`medhe.flower.state`); the client refuses a step whose
-state is missing (e.g. the SuperNode restarted between rounds and lost it), which fails the run with
-a message naming the site, instead of continuing from a fresh residual or model.
+All state lives in ``context.state`` (:mod:`medhe.flower.state`): the model, the
+:meth:`~medhe.fl.client.Client.state_dict` (residual, EMA threshold, DP-SGD accountant) and, within
+a round, the codec's :meth:`~medhe.fl.client.ClientCodec.round_state`. A client refuses a step whose
+state is missing or out of order (e.g. the SuperNode restarted between rounds and lost it), which
+fails the run with a message naming the site, instead of continuing from a fresh residual or model.
 """
 
 from __future__ import annotations
@@ -32,7 +48,6 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from medhe.flower import roles
 from medhe.flower import state as st
 
 app = ClientApp()
@@ -76,20 +91,6 @@ def _bundle(P, part, seed: int):
     return model.build(P.model, seed=seed, in_features=part.in_features, device=P.train.device)
 
 
-def _client(spec, P, part, size):
-    from medhe.fl.simulate import Client
-
-    return Client(part.partition_id, np.arange(part.num_examples), spec=spec, P=P, size=size)
-
-
-def _sparsifier(spec, P, size):
-    """The sparsifier :class:`medhe.fl.simulate.Client` builds, without importing the training loop."""
-    from medhe.sparsify import TopKSparsifier
-
-    return TopKSparsifier(size=size, sparsity=P.sparsify.sparsity, error_feedback=spec.error_feedback,
-                          adaptive=spec.adaptive, ema_alpha=P.sparsify.ema_alpha)
-
-
 def _digest(w: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest()
 
@@ -103,35 +104,72 @@ def _evaluate(P, bundle, part, w) -> dict[str, float]:
                                                    batch_size=P.train.eval_batch_size).items()}
 
 
-def gaussian_shares(spec, P, *, seed: int, round_: int, weights: list[float]):
-    """The round's seeded Gaussian shares, as :func:`medhe.fl.simulate._noise_fn` builds them (None
-    without noise); kept here so that a ClientApp process need not import the training loop."""
-    if not spec.noise or P.dp.noise_multiplier == 0:
-        return None
-    from medhe.fl.transport import GaussianShares
-    from medhe.privacy import noise_std_per_client, sensitivity_fixed_denominator
-
-    if not np.allclose(weights, 1.0 / P.data.num_clients, rtol=1e-12, atol=0):
-        raise ValueError(f"DP noise is calibrated to the fixed-denominator mean (weights 1/{P.data.num_clients}), "
-                         f"got weights {list(weights)!r}")
-    sensitivity = sensitivity_fixed_denominator(clip_norm=P.dp.clip_norm, num_public=P.data.num_clients)
-    std = noise_std_per_client(noise_multiplier=P.dp.noise_multiplier, sensitivity=sensitivity,
-                               num_clients=len(weights))
-    return GaussianShares(std=std, seed=seed, round_=round_)
-
-
-def _noise(spec, P, cfg: dict, *, round_: int, weights: list[float]):
-    """The round's noise shares: seeded (reproducible, as in-process) or from the OS CSPRNG."""
-    noise = gaussian_shares(spec, P, seed=int(cfg["seed"]), round_=round_, weights=weights)
-    if noise is not None and cfg["noise-source"] == "secure":
-        from medhe.flower.secure_noise import SecureGaussianShares
-
-        return SecureGaussianShares(std=noise.std)
-    return noise
-
-
 def _reply(msg: Message, **records) -> Message:
     return Message(RecordDict(records), reply_to=msg)
+
+
+class _Site:
+    """One message's view of the site: parameters, method, key, and the roles rebuilt from ``context.state``."""
+
+    def __init__(self, context: Context, cfg: dict | None = None) -> None:
+        from medhe.fl import methods
+
+        self.context = context
+        self.cfg = _cfg(context) if cfg is None else cfg
+        self.P = _params(self.cfg)
+        self.spec = methods.get(self.cfg["method"])
+        self.seed = int(self.cfg["seed"])
+        self.pid = int(context.node_config["partition-id"])
+
+    @property
+    def state(self):
+        return self.context.state
+
+    def partition(self):
+        return _partition(self.context, self.cfg)
+
+    def keys(self):
+        from medhe.flower.keys import client_keys
+
+        return client_keys(self.spec, self.P, _key_file(self.context, self.cfg))
+
+    def weights(self) -> np.ndarray:
+        return st.get_vectors(self.state, "medhe.model")["w"]
+
+    def head(self) -> np.ndarray | None:
+        return st.get_vectors(self.state, "medhe.head").get("head")
+
+    def codec(self):
+        """This site's codec; the round's state so far restored from ``context.state``."""
+        from medhe.fl.client import make_codec
+
+        codec = make_codec(self.spec, self.P, self.keys(), client=self.pid, size=int(self.cfg["num-params"]),
+                           num_clients=self.P.data.num_clients, head=self.head())
+        codec.secure_noise = self.cfg["noise-source"] == "secure"
+        saved = st.get_tree(self.state, "medhe.round")
+        if saved is not None:
+            codec.load_round_state(saved)
+        return codec
+
+    def client(self, num_examples: int):
+        """The site's :class:`~medhe.fl.client.Client` with its state between rounds."""
+        from medhe.fl.client import Client
+
+        client = Client(self.pid, np.arange(num_examples), spec=self.spec, P=self.P, size=int(self.cfg["num-params"]))
+        saved = st.get_tree(self.state, "medhe.client")
+        if saved is not None:
+            client.load_state_dict(saved)
+        return client
+
+    def set_step(self, round_: int, step: str) -> None:
+        self.cfg.update({"round": round_, "step": step})
+        self.state["medhe.run"] = ConfigRecord(self.cfg)
+
+    def expect(self, *, round_: int, step: str, after: tuple[str, ...]) -> None:
+        """Refuse ``step`` of ``round_`` unless the site finished one of ``after`` in that round (:class:`StateLost`)."""
+        if int(self.cfg["round"]) != round_ or self.cfg["step"] not in after:
+            raise StateLost(f"partition {self.pid}: {step} step of round {round_} but its state is at round "
+                            f"{self.cfg['round']} step {self.cfg['step']!r}; refusing")
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -139,9 +177,9 @@ def _reply(msg: Message, **records) -> Message:
 
 @app.query("setup")
 def setup(msg: Message, context: Context) -> Message:
-    from medhe.fl import methods
-    from medhe.flower.keys import client_crypto, setup_bytes
     from medhe import model
+    from medhe.fl import methods
+    from medhe.fl.client import make_codec
 
     cfg = dict(msg.content["config"])
     forced = str(context.node_config.get("noise-source", "")).strip()
@@ -149,34 +187,34 @@ def setup(msg: Message, context: Context) -> Message:
         cfg["noise-source"] = forced
     P = _params(cfg)
     spec = methods.get(cfg["method"])
-    roles.check_supported(spec, P)
     part = _partition(context, cfg)
-    crypto = client_crypto(spec, P, _key_file(context, cfg))
     bundle = _bundle(P, part, int(cfg["seed"]))
     w = model.get_flat(bundle.module)
-    context.state["medhe.run"] = ConfigRecord({**cfg, "round": 0, "step": "setup"})
+    head = None
+    if spec.encrypted_part == "head":
+        from medhe.fl.split_transport import head_indices
+
+        head = head_indices(bundle.module)
+    cfg.update({"num-params": int(w.size), "round": 0, "step": "setup"})
+    st.drop(context.state, "medhe.client", "medhe.round", "medhe.pending", "medhe.last-update", "medhe.head",
+            "medhe.model0")
+    context.state["medhe.run"] = ConfigRecord(cfg)
+    site = _Site(context, cfg)
+    codec = make_codec(spec, P, site.keys(), client=part.partition_id, size=int(w.size),
+                       num_clients=P.data.num_clients, head=head)
     st.put_vectors(context.state, "medhe.model", w=w)
-    for name in ("sparsifier.config", "sparsifier.arrays", "medhe.pending", "medhe.pending-config"):
-        if name in context.state:
-            del context.state[name]
+    if head is not None:
+        st.put_vectors(context.state, "medhe.head", head=head)
     out = {"partition-id": part.partition_id, "num-examples": part.num_examples, "num-params": int(w.size),
-           "noise-source": cfg["noise-source"], "digest": _digest(w)}
+           "head-size": -1 if head is None else int(head.size), "noise-source": cfg["noise-source"],
+           "digest": _digest(w)}
     records: dict = {"config": ConfigRecord(out)}
     if part.partition_id == 0:
-        records["setup"] = st.blobs_record([setup_bytes(spec, P, crypto)])
+        setup_msg = codec.setup_message()
+        records["setup"] = st.blobs_record([] if setup_msg is None else [setup_msg])
         records["metrics"] = MetricRecord(_evaluate(P, bundle, part, w))
+        st.put_vectors(context.state, "medhe.model0", w=w)  # model_change_l2, reported by partition 0
     return _reply(msg, **records)
-
-
-def _begin_round(context: Context, rc):
-    """Checks the client is where the server thinks it is (``rc``: the round's config); returns
-    (cfg, round, weights)."""
-    cfg = _cfg(context)
-    r = int(rc["round"])
-    if int(cfg["round"]) != r - 1 or cfg["step"] not in ("setup", "apply"):
-        raise StateLost(f"partition {context.node_config.get('partition-id')}: asked for round {r} but its state "
-                        f"is at round {cfg['round']} step {cfg['step']!r}; refusing")
-    return cfg, r, [float(x) for x in rc["weights"]]
 
 
 @app.train("encode")
@@ -185,128 +223,158 @@ def encode(msg: Message, context: Context) -> Message:
 
 
 def _encode(context: Context, round_config) -> dict:
-    """Train, sparsify, clip; the index set (``union``) or the value message, as records."""
+    """Train, sparsify; then the norm (adaptive bound not calibrated) or, clipped, :func:`_begin`'s reply."""
     from medhe import model
-    from medhe.fl import methods
+    from medhe.fl.simulate import _global_mask
 
     t0 = time.perf_counter()
-    cfg, r, weights = _begin_round(context, round_config)
-    P, spec, seed = _params(cfg), methods.get(cfg["method"]), int(cfg["seed"])
-    part = _partition(context, cfg)
-    bundle = _bundle(P, part, seed)
-    w = st.get_vectors(context.state, "medhe.model")["w"]
-    size = int(w.size)
-    client = _client(spec, P, part, size)
-    st.load_sparsifier(context.state, client.sparsifier)
+    site = _Site(context)
+    r = int(round_config["round"])
+    if int(site.cfg["round"]) != r - 1 or site.cfg["step"] not in ("setup", "apply"):
+        raise StateLost(f"partition {site.pid}: asked for round {r} but its state is at round {site.cfg['round']} "
+                        f"step {site.cfg['step']!r}; refusing")
+    P, spec = site.P, site.spec
+    part = site.partition()
+    bundle = _bundle(P, part, site.seed)
+    w = site.weights()
+    client = site.client(part.num_examples)
     model.set_flat(bundle.module, w)
     stats = model.train_local(bundle.module, bundle.encode(part.x_train), part.y_train, epochs=P.train.local_epochs,
-                              batch_size=P.train.batch_size, lr=P.train.lr, seed=seed, client=part.partition_id,
-                              round_=r, private=None)
+                              batch_size=P.train.batch_size, lr=P.train.lr, seed=site.seed, client=site.pid,
+                              round_=r, private=client.private)
     delta = model.get_flat(bundle.module) - w
-    payload, info = client.prepare(delta, mask=_global_mask(spec, P, context, seed=seed, round_=r, size=size))
-    if spec.clip:
-        payload = client.clip(payload, bound=P.dp.clip_norm)
-    st.save_sparsifier(context.state, client.sparsifier)
-    st.put_vectors(context.state, "medhe.pending", values=payload.values, indices=payload.indices)
+    last = st.get_vectors(site.state, "medhe.last-update").get("u")
+    mask = _global_mask(spec, P, seed=site.seed, round_=r, size=int(w.size), last_update=last)
+    payload, info = client.prepare(delta, mask=mask)
+    st.put_tree(site.state, "medhe.client", client.state_dict())
     metrics = {**{k: float(v) for k, v in info.items()}, **{k: float(v) for k, v in stats.items()}}
-    context.state["medhe.run"] = ConfigRecord({**cfg, "round": r, "step": "encode"})
-    if roles.needs_union(spec, P):
-        from medhe.ckks.sparse import encode_index_set
+    if client.private is not None:
+        metrics["epsilon_record"] = float(client.private.epsilon())
+    st.put_tree(site.state, "medhe.pending", {"values": payload.values, "indices": payload.indices,
+                                              "norm": info["sent_norm_before_clip"], "metrics": metrics})
+    site.set_step(r, "encode")
+    if spec.clip and "clip-bound" not in round_config:
+        from medhe.fl.client import norm_message
 
-        idx = encode_index_set(payload.indices, length=size)
-        metrics["client_seconds"] = time.perf_counter() - t0
-        return {"index": st.blobs_record([idx]), "metrics": MetricRecord(metrics)}
-    return _values(context, cfg, r, weights, union=None, metrics=metrics, t0=t0)
-
-
-def _global_mask(spec, P, context: Context, *, seed: int, round_: int, size: int):
-    if spec.alignment != "global":
-        return None
-    from medhe.fl.simulate import _global_mask as gm
-
-    last = st.get_vectors(context.state, "medhe.last-update").get("u")
-    return gm(spec, P, seed=seed, round_=round_, size=size, last_update=last)
+        return {"clip": st.blobs_record([norm_message(info["sent_norm_before_clip"])]),
+                "metrics": MetricRecord({**metrics, "client_seconds": time.perf_counter() - t0})}
+    return _begin(site, round_config, t0=t0)
 
 
-def _expect_step(context: Context, *, round_: int, step: str, after: str) -> dict:
-    """The site's run state, if it finished step ``after`` of ``round_``; else :class:`StateLost`."""
-    cfg = _cfg(context)
-    if int(cfg["round"]) != round_ or cfg["step"] != after:
-        raise StateLost(f"partition {context.node_config.get('partition-id')}: {step} step of round {round_} but its "
-                        f"state is at round {cfg['round']} step {cfg['step']!r}; refusing")
-    return cfg
+@app.train("clip")
+def clip(msg: Message, context: Context) -> Message:
+    t0 = time.perf_counter()
+    site = _Site(context)
+    site.expect(round_=int(msg.content["config"]["round"]), step="clip", after=("encode",))
+    return _reply(msg, **_begin(site, msg.content["config"], t0=t0))
+
+
+def _begin(site: _Site, round_config, *, t0: float) -> dict:
+    """Clip at the round's bound, begin the round with the plan; the index set (``union``) or the values."""
+    from medhe.fl.client import unclipped_bit_message
+    from medhe.fl.plan import RoundPlan
+    from medhe.fl.transport import Payload
+
+    r = int(round_config["round"])
+    pending = st.get_tree(site.state, "medhe.pending")
+    payload = Payload(values=pending["values"], indices=pending["indices"])
+    metrics = dict(pending["metrics"])
+    records: dict = {}
+    if site.spec.clip:
+        from medhe.fl.client import Client
+
+        bound = float(round_config["clip-bound"])
+        payload = Client.clip(payload, bound=bound)
+        if site.spec.clip_mode == "adaptive":
+            records["clip"] = st.blobs_record([unclipped_bit_message(float(pending["norm"]), bound)])
+    st.drop(site.state, "medhe.pending")
+    plan = RoundPlan.from_json(str(round_config["plan"]))
+    codec = site.codec()
+    index_msg = codec.begin(plan, payload)
+    if index_msg is not None and codec.alignment == "union":
+        records["index"] = st.blobs_record([index_msg])
+        step = "begin"
+    else:
+        if index_msg is not None:  # own: the index set travels with the values
+            records["index"] = st.blobs_record([index_msg])
+        codec.receive_union(None)
+        records.update(_value_records(codec))
+        step = "values"
+    st.put_tree(site.state, "medhe.round", codec.round_state())
+    site.set_step(r, step)
+    metrics["client_seconds"] = time.perf_counter() - t0
+    records["metrics"] = MetricRecord(metrics)
+    return records
+
+
+def _value_records(codec) -> dict:
+    """Every block's value messages as one record, with the blocks and their message counts."""
+    blobs, counts, bounds = [], [], []
+    for start, stop in codec.blocks():
+        msgs = codec.encode(start, stop)
+        blobs.extend(msgs)
+        counts.append(len(msgs))
+        bounds.extend([int(start), int(stop)])
+    return {"values": st.blobs_record(blobs), "blocks": ConfigRecord({"bounds": bounds, "counts": counts})}
+
+
+def split_blocks(blobs: list[bytes], blocks) -> list[tuple[tuple[int, int], list[bytes]]]:
+    """The ``(start, stop)`` and messages of each block of a :func:`_value_records` reply."""
+    bounds, counts = [int(x) for x in blocks["bounds"]], [int(c) for c in blocks["counts"]]
+    if len(bounds) != 2 * len(counts) or sum(counts) != len(blobs):
+        raise ValueError(f"{len(blobs)} messages do not split into blocks {bounds} with counts {counts}")
+    out, i = [], 0
+    for b, c in enumerate(counts):
+        out.append(((bounds[2 * b], bounds[2 * b + 1]), blobs[i:i + c]))
+        i += c
+    return out
 
 
 @app.train("values")
 def values(msg: Message, context: Context) -> Message:
-    from medhe.ckks.sparse import decode_index_set
-
     t0 = time.perf_counter()
+    site = _Site(context)
     r = int(msg.content["config"]["round"])
-    cfg = _expect_step(context, round_=r, step="values", after="encode")
-    weights = [float(x) for x in msg.content["config"]["weights"]]
-    union = decode_index_set(st.record_blobs(msg.content["union"])[0])
-    return _reply(msg, **_values(context, cfg, r, weights, union=union, metrics={}, t0=t0))
-
-
-def _values(context, cfg, r, weights, *, union, metrics, t0) -> dict:
-    from medhe.fl import methods
-    from medhe.fl.transport import Payload
-    from medhe.flower.keys import client_crypto
-
-    P, spec = _params(cfg), methods.get(cfg["method"])
-    pid = int(context.node_config["partition-id"])
-    pending = st.get_vectors(context.state, "medhe.pending")
-    payload = Payload(values=pending["values"], indices=pending.get("indices"))
-    size = int(st.get_vectors(context.state, "medhe.model")["w"].size)
-    crypto = client_crypto(spec, P, _key_file(context, cfg))
-    noise = _noise(spec, P, cfg, round_=r, weights=weights)
-    enc = roles.encode(spec, P, crypto, payload=payload, cid=pid, weights=weights, union=union, noise=noise,
-                       size=size)
-    if enc.feedback is not None and spec.sparsify:  # quantisation error back into the residual
-        sparsifier = _sparsifier(spec, P, size)
-        st.load_sparsifier(context.state, sparsifier)
-        sparsifier.absorb(*enc.feedback)
-        st.save_sparsifier(context.state, sparsifier)
-    st.put_vectors(context.state, "medhe.pending", union=enc.support)
-    context.state["medhe.pending-config"] = ConfigRecord({"bound": enc.bound, "num-values": enc.num_values})
-    context.state["medhe.run"] = ConfigRecord({**cfg, "round": r, "step": "values"})
-    metrics.update(enc.info)
-    metrics["client_seconds"] = metrics.get("client_seconds", 0.0) + time.perf_counter() - t0
-    return {"values": st.blobs_record(enc.blobs), "metrics": MetricRecord(metrics)}
+    site.expect(round_=r, step="values", after=("begin",))
+    codec = site.codec()
+    codec.receive_union(st.record_blobs(msg.content["union"])[0])
+    records = _value_records(codec)
+    st.put_tree(site.state, "medhe.round", codec.round_state())
+    site.set_step(r, "values")
+    return _reply(msg, **records, metrics=MetricRecord({"client_seconds": time.perf_counter() - t0}))
 
 
 @app.train("apply")
 def apply(msg: Message, context: Context) -> Message:
-    from medhe.fl import methods
-    from medhe.flower.keys import client_crypto
-
     t0 = time.perf_counter()
+    site = _Site(context)
     r = int(msg.content["config"]["round"])
-    cfg = _expect_step(context, round_=r, step="apply", after="values")
-    P, spec = _params(cfg), methods.get(cfg["method"])
-    w = st.get_vectors(context.state, "medhe.model")["w"]
-    pending = st.get_vectors(context.state, "medhe.pending")
-    pc = context.state["medhe.pending-config"]
-    crypto = client_crypto(spec, P, _key_file(context, cfg))
-    mean, info = roles.decode(spec, P, crypto, st.record_blobs(msg.content["sum"]),
-                              num_values=int(pc["num-values"]), bound=float(pc["bound"]),
-                              num_summed=int(msg.content["config"]["num-summed"]), union=pending.get("union"),
-                              size=int(w.size))
-    w = (w + mean).astype(np.float32)
-    st.put_vectors(context.state, "medhe.model", w=w)
-    if spec.alignment == "global":
-        st.put_vectors(context.state, "medhe.last-update", u=mean)
-    for name in ("medhe.pending", "medhe.pending-config"):
-        del context.state[name]
-    context.state["medhe.run"] = ConfigRecord({**cfg, "round": r, "step": "apply"})
-    metrics = {**info, "client_seconds": time.perf_counter() - t0}
-    if int(context.node_config["partition-id"]) == 0:
-        part = _partition(context, cfg)
-        metrics.update(_evaluate(P, _bundle(P, part, int(cfg["seed"])), part, w))
+    site.expect(round_=r, step="apply", after=("values",))
+    codec = site.codec()
+    parts = [codec.decode(start, stop, blobs)
+             for (start, stop), blobs in split_blocks(st.record_blobs(msg.content["sum"]), msg.content["blocks"])]
+    res = codec.finish(np.concatenate(parts) if len(parts) != 1 else parts[0])
+    part = site.partition()
+    client = site.client(part.num_examples)
+    client.absorb(res.feedback)  # quantisation error back into the error-feedback residual
+    st.put_tree(site.state, "medhe.client", client.state_dict())
+    w = (site.weights() + res.mean_update).astype(np.float32)
+    st.put_vectors(site.state, "medhe.model", w=w)
+    if site.spec.alignment == "global":
+        st.put_vectors(site.state, "medhe.last-update", u=res.mean_update)
+    st.drop(site.state, "medhe.round")
+    site.set_step(r, "apply")
+    metrics = {k: float(v) for k, v in res.info.items()}
+    if site.pid == 0:
+        w0 = st.get_vectors(site.state, "medhe.model0")["w"]
+        metrics["model_change_l2"] = float(np.linalg.norm(w.astype(np.float64) - w0))
+        metrics.update(_evaluate(site.P, _bundle(site.P, part, site.seed), part, w))
+    metrics["client_seconds"] = time.perf_counter() - t0
     records = {"config": ConfigRecord({"digest": _digest(w)}), "metrics": MetricRecord(metrics)}
     if "export" in msg.content:  # the last round: the final model (only if the run exports it)
-        records.update(_export(cfg, w))
+        records.update(_export(site.cfg, w))
+    if "last" in msg.content and client.private is not None:
+        records["record-dp"] = ConfigRecord({"statement": json.dumps(client.private.statement(), default=str)})
     if "next" in msg.content:  # the next round's first step rides on this message (one hop less)
         nxt = _encode(context, msg.content["next"])
         records.update({f"next-{k}": v for k, v in nxt.items()})

@@ -5,12 +5,16 @@ round needs more than one exchange; the ServerApp's ``main`` therefore drives it
 grid's ``send_and_receive``:
 
 * set-up: every site reports its number of records; partition 0 sends the public setup bytes (a
-  CKKS context without keys, or the BFV parameters), from which the :class:`~medhe.flower.roles.ServerAggregator`
-  is built. The aggregation weights follow from the sizes (public, as in-process);
-* per round: ``train.encode`` (index sets up under ``union``), ``train.values`` (union down,
-  ciphertexts up), ``train.apply`` (the sum down). The server only adds. The next round's
-  ``encode`` rides on ``apply`` (and the final model, if exported, on the last ``apply``), so a
-  ``union`` round costs two hops after the first.
+  CKKS context without keys, or the BFV parameters), from which the server role's aggregator
+  (:func:`medhe.fl.server.make_aggregator`) is built; the clip-bound role
+  (:func:`medhe.fl.server.make_clip_server`) needs no setup. The aggregation weights follow from the
+  sizes (public, as in-process);
+* per round: ``train.encode`` (the public :class:`~medhe.fl.plan.RoundPlan` down; the clients' norms up
+  once if an adaptive clip bound must be calibrated, then ``train.clip`` with the bound down; the unclipped
+  bits up under adaptive clipping; index sets up under ``union``), ``train.values`` (union down, value
+  messages up), ``train.apply`` (the sum of every block down). The server only adds, for every method of
+  :data:`medhe.fl.methods.METHODS`. The next round's ``encode`` rides on ``apply`` (and the final model,
+  if exported, on the last ``apply``), so a ``union`` round costs two hops after the first.
 
 Every medhe payload (index sets, union, ciphertexts, setup) is counted in a
 :class:`medhe.comm.ByteLedger` exactly as the in-process engine counts it; Flower's own serialised
@@ -43,8 +47,8 @@ import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from medhe.flower import roles
 from medhe.flower import state as st
+from medhe.flower.client_app import split_blocks
 
 app = ServerApp()
 
@@ -175,15 +179,14 @@ def _wait_for_nodes(grid: Grid, n: int, timeout: float) -> list[int]:
 def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
     """The whole run (see the module docstring); writes ``out-dir`` and returns the run record."""
     from medhe import comm, params, records
-    from medhe.ckks.sparse import decode_index_set, encode_index_set, union_index_sets
     from medhe.fl import methods
-    from medhe.fl.simulate import _epsilon_columns, _make_accountant, aggregation_weights
+    from medhe.fl.server import make_aggregator, make_clip_server
+    from medhe.fl.simulate import _make_accountant, aggregation_weights
 
     wall0 = time.perf_counter()
     raw = json.loads(Path(config["params-file"]).read_text())
     P = params.load_dict(raw)
     spec = methods.get(str(config["method"]))
-    roles.check_supported(spec, P)
     seed = int(config.get("seed", P.seed))
     n = P.data.num_clients
     link = _Link(grid, timeout=float(config.get("step-timeout", 600)), dump=config.get("dump-messages"))
@@ -206,105 +209,231 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
         raise RoundFailed(f"the sites hold partitions {pids}, expected 0..{n - 1} (node config partition-id)")
     by_pid = {p: nid for nid, p in link.pid_of.items()}
     sizes = [int(info[by_pid[p]]["num-examples"]) for p in range(n)]
-    digests = {str(c["digest"]) for c in info.values()}
-    if len(digests) != 1:
+    if len({str(c["digest"]) for c in info.values()}) != 1:
         raise RoundFailed("the sites built different initial models (same seed and parameters expected)")
     first = replies[by_pid[0]]
-    setup = st.record_blobs(first.content["setup"])[0]
-    if spec.encryption != "none":
-        ledger.add(setup, round_=0, client=0, direction="up", category="context")
-    aggregator = roles.ServerAggregator(spec, P, setup)
+    size = int(info[by_pid[0]]["num-params"])
+    head = int(info[by_pid[0]]["head-size"])
+    setup = st.record_blobs(first.content["setup"])
+    if setup:
+        ledger.add(setup[0], round_=0, client=0, direction="up", category="context")
+    aggregator = make_aggregator(spec, P, setup[0] if setup else None, size=size,
+                                 head_size=None if head < 0 else head)
+    clip = make_clip_server(spec, P)
     weights = aggregation_weights(spec, P, sizes)
     accountant = _make_accountant(spec, P)
+    rounds = Rounds(spec, P, seed=seed, weights=weights, clip=clip)
     base = {"method": spec.name, "seed": seed, "engine": "flower"}
     history = [{**base, "round": 0, **dict(first.content["metrics"]), "bytes_up_per_client": 0.0,
-                "bytes_down_per_client": 0.0}]
-    value_cat = "update" if spec.encryption == "none" else "ciphertext"
-    round_cfg = lambda r: ConfigRecord({"round": r, "weights": [float(x) for x in weights]})  # noqa: E731
+                "bytes_down_per_client": 0.0, "model_change_l2": 0.0}]
 
-    # ---- rounds: encode(1); per round [values (union)], apply(r) carrying encode(r + 1) or the export
+    # ---- rounds: encode(1); per round [clip], [values (union)], apply(r) carrying encode(r + 1) or the export
     export = run_cfg["export-model"] == "true"
-    replies = link.exchange({nid: RecordDict({"config": round_cfg(1)}) for nid in nodes}, "train.encode", round_=1)
-    first_step = {nid: dict(m.content) for nid, m in replies.items()}
-    final = None
+    replies = link.exchange({nid: RecordDict({"config": rounds.config(1)}) for nid in nodes}, "train.encode",
+                            round_=1)
+    step = {link.pid_of[nid]: dict(m.content) for nid, m in replies.items()}
+    final, statements = None, []
     for r in range(1, P.train.rounds + 1):
         t_round = time.perf_counter()
         t_agg = 0.0
-        client_metrics = {link.pid_of[nid]: dict(c["metrics"]) for nid, c in first_step.items()}
-        step = {nid: c for nid, c in first_step.items()}  # records with "index" or "values"
-        if roles.needs_union(spec, P):
-            sets = []
-            for p in range(n):
-                msg = st.record_blobs(step[by_pid[p]]["index"])[0]
-                ledger.add(msg, round_=r, client=p, direction="up", category="index")
-                sets.append(decode_index_set(msg))
+        client_metrics = {p: dict(c["metrics"]) for p, c in step.items()}
+        row: dict[str, Any] = {}
+        if spec.clip:
+            norms = [client_metrics[p]["sent_norm_before_clip"] for p in range(n)]
+            row["sent_norm_before_clip"] = float(np.mean(norms))
+            if "clip" in step[0] and rounds.bound is None:  # calibrate the adaptive bound from the norms
+                msgs = [st.record_blobs(step[p]["clip"])[0] for p in range(n)]
+                for p, m in enumerate(msgs):
+                    ledger.add(m, round_=r, client=p, direction="up", category="clip")
+                t = time.perf_counter()
+                down = clip.calibrate(msgs, clients=list(range(n)))
+                t_agg += time.perf_counter() - t
+                for p in range(n):
+                    ledger.add(down, round_=r, client=p, direction="down", category="clip")
+                rounds.bound = read_bound(down)
+                replies = link.exchange({nid: RecordDict({"config": rounds.config(r)}) for nid in nodes},
+                                        "train.clip", round_=r)
+                step = {link.pid_of[nid]: dict(m.content) for nid, m in replies.items()}
+            bound = rounds.bound
+            row.update(_clip_row(norms, bound))
+            if clip.adaptive is not None:  # the unclipped bits up, the next bound down
+                bits = [st.record_blobs(step[p]["clip"])[0] for p in range(n)]
+                for p, m in enumerate(bits):
+                    ledger.add(m, round_=r, client=p, direction="up", category="clip")
+                down = clip.step(bits, clients=list(range(n)))
+                for p in range(n):
+                    ledger.add(down, round_=r, client=p, direction="down", category="clip")
+                rounds.bound = read_bound(down)
+        index_msgs = [st.record_blobs(step[p]["index"])[0] for p in range(n)] if "index" in step[0] else None
+        own = index_msgs is not None and aggregator.alignment == "own"
+        if index_msgs is not None:
             t = time.perf_counter()
-            union_msg = encode_index_set(union_index_sets(sets), length=int(info[by_pid[0]]["num-params"]))
+            union_msg = aggregator.union(index_msgs, clients=list(range(n)))
             t_agg += time.perf_counter() - t
+        if index_msgs is not None and not own:
+            for p, m in enumerate(index_msgs):
+                ledger.add(m, round_=r, client=p, direction="up", category="index")
             for p in range(n):
                 ledger.add(union_msg, round_=r, client=p, direction="down", category="index")
-            down = RecordDict({"config": round_cfg(r), "union": st.blobs_record([union_msg])})
+            down = RecordDict({"config": ConfigRecord({"round": r}), "union": st.blobs_record([union_msg])})
             replies = link.exchange({nid: down for nid in nodes}, "train.values", round_=r)
-            step = {nid: dict(m.content) for nid, m in replies.items()}
-            for nid, c in step.items():
-                client_metrics[link.pid_of[nid]].update(dict(c["metrics"]))
-        uploads = []
-        for p in range(n):
-            blobs = st.record_blobs(step[by_pid[p]]["values"])
-            ledger.add(blobs, round_=r, client=p, direction="up", category=value_cat)
-            uploads.append(blobs)
-        t = time.perf_counter()
-        total = aggregator.aggregate(uploads, clients=list(range(n)))
-        t_agg += time.perf_counter() - t
-        for p in range(n):
-            ledger.add(total, round_=r, client=p, direction="down", category=value_cat)
-        down = {"config": ConfigRecord({"round": r, "num-summed": n}), "sum": st.blobs_record(total)}
+            step = {link.pid_of[nid]: dict(m.content) for nid, m in replies.items()}
+        blocks = [split_blocks(st.record_blobs(step[p]["values"]), step[p]["blocks"]) for p in range(n)]
+        if any([b for b, _ in blk] != [b for b, _ in blocks[0]] for blk in blocks):
+            raise RoundFailed(f"round {r}: the sites sent different blocks")
+        sums, bounds, counts = [], [], []
+        for j, (block, _) in enumerate(blocks[0]):
+            category = _category(aggregator, block)
+            sent = [blocks[p][j][1] for p in range(n)]
+            for p in range(n):
+                if own:
+                    ledger.add(index_msgs[p], round_=r, client=p, direction="up", category="index")
+                ledger.add(sent[p], round_=r, client=p, direction="up", category=category)
+            t = time.perf_counter()
+            agg = aggregator.aggregate(sent, clients=list(range(n)), block=block)
+            t_agg += time.perf_counter() - t
+            for p in range(n):
+                if own:  # [support index set, values]
+                    ledger.add(agg[0], round_=r, client=p, direction="down", category="index")
+                    ledger.add(agg[1:], round_=r, client=p, direction="down", category=category)
+                else:
+                    ledger.add(agg, round_=r, client=p, direction="down", category=category)
+            sums.extend(agg)
+            counts.append(len(agg))
+            bounds.extend(block)
         last = r == P.train.rounds
-        if not last:
-            down["next"] = round_cfg(r + 1)
+        down = {"config": ConfigRecord({"round": r}), "sum": st.blobs_record(sums),
+                "blocks": ConfigRecord({"bounds": [int(b) for b in bounds], "counts": counts})}
+        if last:
+            down["last"] = ConfigRecord({"round": r})
+        else:
+            down["next"] = rounds.config(r + 1)
         contents = {nid: RecordDict(down) for nid in nodes}
         if last and export:
             contents[by_pid[0]] = RecordDict({**down, "export": ConfigRecord({"model": True})})
         replies = link.exchange(contents, "train.apply", round_=r)
-        digests = {link.pid_of[nid]: str(m.content["config"]["digest"]) for nid, m in replies.items()}
+        applied = {link.pid_of[nid]: m.content for nid, m in replies.items()}
+        digests = {p: str(c["config"]["digest"]) for p, c in applied.items()}
         if len(set(digests.values())) != 1:
             raise RoundFailed(f"round {r}: the sites hold different models after applying the sum: {digests}")
-        row = {**base, "round": r, **dict(replies[by_pid[0]].content["metrics"]),
+        finished = {p: dict(c["metrics"]) for p, c in applied.items()}
+        row = {**base, "round": r, **_round_metrics(client_metrics, finished, n),
                "bytes_up_per_client": ledger.per_client_round(round_=r, direction="up"),
-               "bytes_down_per_client": ledger.per_client_round(round_=r, direction="down"),
-               "density": float(np.mean([m["density"] for m in client_metrics.values()])),
-               "train_loss": float(np.mean([m["train_loss"] for m in client_metrics.values()])),
+               "bytes_down_per_client": ledger.per_client_round(round_=r, direction="down"), **row,
                "time_round": time.perf_counter() - t_round, "time_aggregate": t_agg,
                "server_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        for key in ("quant_bound", "encrypted_values_per_client"):
-            if key in client_metrics[0]:
-                row[key] = client_metrics[0][key]
+        for cat, b in ledger.breakdown(round_=r, direction="up").items():
+            row[f"bytes_up_{cat}"] = b / n
         if accountant is not None:
+            from medhe.fl.simulate import _epsilon_columns
+
             row.update(_epsilon_columns(accountant, spec, P, row))
+        if spec.record_dp:
+            row["epsilon_record_max"] = max(client_metrics[p]["epsilon_record"] for p in range(n))
         history.append(row)
         if not last:
-            first_step = {nid: {k[len("next-"):]: v for k, v in m.content.items() if k.startswith("next-")}
-                          for nid, m in replies.items()}
-        elif export:
-            final = st.array_vector(replies[by_pid[0]].content["model"]["w"])
+            step = {link.pid_of[nid]: {k[len("next-"):]: v for k, v in m.content.items() if k.startswith("next-")}
+                    for nid, m in replies.items()}
+        else:
+            if export:
+                final = st.array_vector(applied[0]["model"]["w"])
+            statements = [json.loads(applied[p]["record-dp"]["statement"]) for p in range(n)
+                          if "record-dp" in applied[p]]
 
-    record = {"engine": "flower", "flower_version": _flwr_version(), "method": spec.name, "seed": seed,
-              "params": P.to_dict(), "params_digest": P.digest(), "client_sizes": sizes,
-              "aggregation_weights": weights, "num_params": int(info[by_pid[0]]["num-params"]),
-              "rounds": P.train.rounds, "wall_time_s": time.perf_counter() - wall0,
-              "bytes_setup": ledger.total(round_=0), "bytes_ledger_total": ledger.total(),
+    record = {"engine": "flower", "flower_version": _flwr_version(), "method": spec.name, "method_spec": spec.__dict__,
+              "seed": seed, "params": P.to_dict(), "params_digest": P.digest(), "client_sizes": sizes,
+              "aggregation_weights": weights, "num_params": size, "rounds": P.train.rounds,
+              "wall_time_s": time.perf_counter() - wall0, "bytes_setup": ledger.total(round_=0),
+              "bytes_ledger_total": ledger.total(),
               "flower_bytes_total": int(sum(w["flower_bytes_down"] + w["flower_bytes_up"] for w in link.wire)),
-              "privacy": {"noise_source_by_site": {int(c["partition-id"]): str(c["noise-source"])
-                                                   for c in info.values()},
-                          "noise_sources": _noise_sources({str(c["noise-source"]) for c in info.values()})},
               "environment": records.environment()}
+    by_site = {int(c["partition-id"]): str(c["noise-source"]) for c in info.values()}
+    record["privacy"] = {"noise_source_by_site": by_site, "noise_sources": _noise_sources(set(by_site.values()))}
+    if accountant is not None:
+        from medhe.fl.simulate import privacy_record
+
+        record["privacy"] = {**privacy_record(P, spec, seed=seed, sizes=sizes, rounds=P.train.rounds,
+                                              accountant=accountant), **record["privacy"]}
+        if "secure" in by_site.values():  # the statement's seeded source is not what these sites used
+            record["privacy"]["noise_source"] = "per site, see noise_source_by_site and noise_sources"
+    if statements:
+        from medhe.fl.simulate import record_level_summary
+
+        record["privacy_record_level"] = record_level_summary(statements)
     _write(config.get("out-dir"), history=history, ledger=ledger, wire=link.wire, record=record, final=final)
     return record
 
 
+class Rounds:
+    """The server's public per-round values: the :class:`~medhe.fl.plan.RoundPlan` (as the in-process engine
+    builds it) and the clip bound, as the round's config record."""
+
+    def __init__(self, spec, P, *, seed: int, weights: list[float], clip) -> None:
+        self.spec, self.P, self.seed, self.weights = spec, P, seed, [float(w) for w in weights]
+        self.bound: float | None = None if clip.needs_norms else float(clip.value)
+
+    def plan(self, r: int):
+        from medhe.fl.plan import RoundPlan
+        from medhe.fl.simulate import _noise_fn
+
+        noise = _noise_fn(self.spec, self.P, seed=self.seed, round_=r, weights=self.weights)
+        # the quantising transports size their range by the round's bound (the fixed C when nothing clips)
+        clip_bound = None
+        if self.spec.encryption != "none":
+            clip_bound = float(self.bound) if self.spec.clip else float(self.P.dp.clip_norm)
+        return RoundPlan(round=r, clients=list(range(len(self.weights))), weights=self.weights, clip_bound=clip_bound,
+                         noise=RoundPlan.noise_dict(noise), seed=0 if noise is None else int(noise.seed))
+
+    def config(self, r: int) -> ConfigRecord:
+        """Round ``r``'s config: the plan and the bound once known (else the clients send their norms first)."""
+        if self.spec.clip and self.bound is None:
+            return ConfigRecord({"round": r})
+        out = {"round": r, "plan": self.plan(r).to_json()}
+        if self.spec.clip:
+            out["clip-bound"] = float(self.bound)
+        return ConfigRecord(out)
+
+
+def read_bound(msg: bytes) -> float:
+    from medhe.fl.client import read_bound as read
+
+    return read(msg)
+
+
+def _clip_row(norms: list[float], bound: float) -> dict[str, float]:
+    from medhe.clipping import clip_fraction_removed
+
+    return {"clip_norm": float(bound),
+            "clip_removed_frac": float(np.mean([clip_fraction_removed(x, bound) for x in norms])),
+            "clipped_clients_frac": float(np.mean([x > bound for x in norms]))}
+
+
+def _category(aggregator, block: tuple[int, int]) -> str:
+    """The ledger category of a block's value messages (the head's blocks are ciphertexts under ``split``)."""
+    if aggregator.kind == "split":
+        return aggregator.encrypted.value_category if block[1] <= aggregator.head_size \
+            else aggregator.plain.value_category
+    return aggregator.value_category
+
+
+def _round_metrics(trained: dict[int, dict], finished: dict[int, dict], n: int) -> dict[str, float]:
+    """The history columns of a round from the sites' replies, as the in-process engine forms them: means
+    over sites of the training figures, partition 0's public facts and test metrics, quantisation
+    fractions averaged over the sites that had values."""
+    out = {k: float(np.mean([trained[p][k] for p in range(n)])) for k in ("density", "train_loss", "update_norm")}
+    first = {k: v for k, v in finished[0].items() if k != "client_seconds"}
+    out.update(first)
+    if "quant_zero_frac" in first:
+        zero = [finished[p]["quant_zero_frac"] for p in range(n) if not np.isnan(finished[p]["quant_zero_frac"])]
+        sat = [finished[p]["quant_saturated_frac"] for p in range(n) if not np.isnan(finished[p]["quant_zero_frac"])]
+        out["quant_zero_frac"] = float(np.mean(zero)) if zero else float("nan")
+        out["quant_saturated_frac"] = float(np.mean(sat)) if sat else float("nan")
+    return out
+
+
 def _noise_sources(names: set[str]) -> dict[str, str]:
     """What each noise source named in the run is (the run record states it)."""
-    from medhe.flower.secure_noise import SOURCE
+    from medhe.fl.secure_noise import SOURCE
 
     known = {"seeded": "numpy generator seeded by (seed, 'dp-noise', client, round): reproducible, so anyone "
                        "who knows the seed can recompute a site's share", "secure": SOURCE}

@@ -2,17 +2,21 @@
 
 Deployment starts a fresh ClientApp process for every message, so nothing may live in Python
 objects from one message to the next: the model weights, the error-feedback residual and EMA
-threshold of the top-k sparsifier, the round the client is in, and what it must keep between a
-round's steps (its sparse payload, the union, the quantisation bound) are records of
-``context.state``, which the SuperNode keeps. Arrays travel as raw little-endian bytes.
+threshold of the top-k sparsifier (:meth:`medhe.fl.client.Client.state_dict`), the round the client
+is in, and what it must keep between a round's steps (:meth:`medhe.fl.client.ClientCodec.round_state`)
+are records of ``context.state``, which the SuperNode keeps. Arrays travel as raw little-endian bytes.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 RAW = "raw"  # Array.stype of raw bytes (no numpy header)
+ARRAY_KEY = "__array__"  # placeholder of an array in a stored tree
 
 
 def raw_array(data: bytes) -> Array:
@@ -52,37 +56,54 @@ def get_vectors(state: RecordDict, name: str) -> dict[str, np.ndarray]:
     return {k: array_vector(rec[k]) for k in rec.keys()}
 
 
-# ---------------------------------------------------------------------------- sparsifier
+# ---------------------------------------------------------------------------- state trees
 
 
-def save_sparsifier(state: RecordDict, sparsifier) -> None:
-    """The top-k sparsifier's state: residual, EMA threshold, per-round density and cap history."""
-    if sparsifier is None:
-        return
-    residual = sparsifier._residual  # noqa: SLF001 - its whole state is saved and restored here
-    put_vectors(state, "sparsifier.arrays", residual=None if residual is None else np.asarray(residual))
-    cfg = {"density-history": [float(d) for d in sparsifier.density_history],
-           "capped-history": [bool(c) for c in sparsifier.capped_history],
-           "dtype": np.dtype(sparsifier._dtype).str}  # noqa: SLF001
-    if sparsifier.threshold is not None:
-        cfg["threshold"] = float(sparsifier.threshold)
-    if sparsifier.exact_threshold is not None:
-        cfg["exact-threshold"] = float(sparsifier.exact_threshold)
-    if sparsifier.last_sent_nnz is not None:
-        cfg["last-sent-nnz"] = int(sparsifier.last_sent_nnz)
-    state["sparsifier.config"] = ConfigRecord(cfg)
+def put_tree(state: RecordDict, name: str, tree: dict[str, Any]) -> None:
+    """Store a nested dict of numpy arrays and JSON values (e.g. :meth:`medhe.fl.client.Client.state_dict`,
+    :meth:`medhe.fl.client.ClientCodec.round_state`) as two records: ``<name>.arrays`` (every array, raw
+    bytes) and ``<name>.json`` (the rest, with a placeholder per array)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def strip(x):
+        if isinstance(x, np.ndarray):
+            key = f"a{len(arrays):05d}"
+            arrays[key] = x
+            return {ARRAY_KEY: key, "shape": list(x.shape)}
+        if isinstance(x, dict):
+            return {str(k): strip(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [strip(v) for v in x]
+        if isinstance(x, np.generic):
+            return x.item()
+        return x
+
+    skeleton = strip(tree)
+    state[f"{name}.arrays"] = ArrayRecord({k: vector_array(v.reshape(-1)) for k, v in arrays.items()})
+    state[f"{name}.json"] = ConfigRecord({"tree": json.dumps(skeleton)})
 
 
-def load_sparsifier(state: RecordDict, sparsifier) -> None:
-    """Restore what :func:`save_sparsifier` stored into a freshly built sparsifier (no-op if nothing)."""
-    if sparsifier is None or "sparsifier.config" not in state:
-        return
-    cfg = state["sparsifier.config"]
-    arrays = get_vectors(state, "sparsifier.arrays")
-    sparsifier._residual = arrays.get("residual")  # noqa: SLF001
-    sparsifier._dtype = np.dtype(cfg["dtype"])  # noqa: SLF001
-    sparsifier.density_history = list(cfg["density-history"])
-    sparsifier.capped_history = list(cfg["capped-history"])
-    sparsifier.threshold = cfg.get("threshold")
-    sparsifier.exact_threshold = cfg.get("exact-threshold")
-    sparsifier.last_sent_nnz = cfg.get("last-sent-nnz")
+def get_tree(state: RecordDict, name: str) -> dict[str, Any] | None:
+    """What :func:`put_tree` stored under ``name`` (None if nothing is)."""
+    if f"{name}.json" not in state:
+        return None
+    arrays = state[f"{name}.arrays"]
+
+    def fill(x):
+        if isinstance(x, dict):
+            if ARRAY_KEY in x:
+                return array_vector(arrays[x[ARRAY_KEY]]).reshape(x["shape"])
+            return {k: fill(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fill(v) for v in x]
+        return x
+
+    return fill(json.loads(state[f"{name}.json"]["tree"]))
+
+
+def drop(state: RecordDict, *names: str) -> None:
+    """Remove the records ``names`` (and the two records of a tree of that name), where present."""
+    for name in names:
+        for key in (name, f"{name}.arrays", f"{name}.json"):
+            if key in state:
+                del state[key]
