@@ -1,9 +1,10 @@
-"""Scale of the tabular task on Flower's simulation engine: writes scale.csv and scale.pdf.
+"""Scale of the tabular task on Flower's simulation engine: writes scale.csv.
 
-    python benchmarks/flower_scale.py --params params.yaml --method medhe --clients 5 100 400 \
-        --out results/<profile>/flower_scale
+    python benchmarks/flower_scale.py --params params.yaml --method medhe --out results/<profile>/flower_scale
 
-(see medhe.flower.scale; the figure is drawn from the CSV only).
+(client counts: ``--clients``, else ``pipeline.flower_scale_clients`` of the parameters)
+
+(see medhe.flower.scale; the figures stage draws figures/<profile>/flower_scale.png from the CSV).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ def main() -> None:
     ap.add_argument("--overrides", default="data.dataset=breast_cancer,data.max_train=null,data.max_test=null,model.name=mlp,model.hidden=16,"
                                           "train.rounds=2,train.local_epochs=1,train.batch_size=16,train.lr=0.01")
     ap.add_argument("--method", default="medhe")
-    ap.add_argument("--clients", type=int, nargs="+", default=[5, 100, 400])
+    ap.add_argument("--clients", type=int, nargs="+", default=None)
     ap.add_argument("--num-cpus", type=int, default=2)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     P = params.load(args.params, overrides=args.overrides)
     out = Path(args.out)
-    scale.measure(P, method=args.method, clients=args.clients, out_dir=out, num_cpus=args.num_cpus)
-    scale.plot(out / "scale.csv").savefig(out / "scale.pdf")
+    clients = list(args.clients or P.pipeline.flower_scale_clients)
+    scale.measure(P, method=args.method, clients=clients, out_dir=out, num_cpus=args.num_cpus)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from pathlib import Path
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,3 +72,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if item.path.name.startswith("test_flower"):  # the Flower engine's tests: -m "not flower" leaves them out
+            item.add_marker(pytest.mark.flower)
+
+
+# `make test RECORD=1` sets MEDHE_TEST_TIMES to a JSON path: the suite's wall time and, of it, the seconds
+# spent in the Flower engine's tests (set-up of their module fixtures included), written when all pass.
+_TIMES = {"start": 0.0, "flower": 0.0}
+
+
+def pytest_sessionstart(session) -> None:
+    import time
+
+    _TIMES["start"] = time.monotonic()
+
+
+def pytest_runtest_logreport(report) -> None:
+    if "flower" in report.keywords:
+        _TIMES["flower"] += report.duration
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    import json
+    import os
+    import time
+
+    out = os.environ.get("MEDHE_TEST_TIMES")
+    if not out or exitstatus != 0:
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    wall = time.monotonic() - _TIMES["start"]
+    record = {"seconds": round(wall), "flower_s": round(_TIMES["flower"]), "cpus": cpus}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

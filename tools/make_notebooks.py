@@ -219,6 +219,8 @@ NOTEBOOKS = {
                  "utility = pd.read_csv(f\"{base}/privacy_utility.csv\")\n"
                  "if not utility.empty:  # the profile lists privacy points (pipeline.privacy_points)\n"
                  "    plots.save(plots.privacy_utility(utility), f\"{figdir}/privacy_utility.png\")\n"
+                 "from medhe.flower import scale\n"
+                 "plots.save(scale.plot(f\"{base}/flower_scale/scale.csv\"), f\"{figdir}/flower_scale.png\")\n"
                  "sorted(os.listdir(figdir))"),
         ("md", "Rounds and bytes to the target: every target variant, then the ablations (error feedback, EMA threshold,\n"
                "packing, the paper's fixed clip bound) on the same axes. The paper's point: its claimed bytes per round over\n"

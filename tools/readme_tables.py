@@ -5,7 +5,7 @@ rebuilt from ``results/<profile>/`` by the renderer of its kind:
 
 - ``times``: the wall time of ``make repro PROFILE=<profile>`` (``results/<profile>/repro_time.json``,
   written by ``tools/repro.sh`` when the pipeline finishes) and of ``make test``
-  (``results/test_time.json``, written by ``make test RECORD=1``);
+  (``results/test_time.json``, written by ``make test RECORD=1``: the wall time and the Flower tests' part);
 - ``train-time``: the training runs' wall time summed from every ``results/<profile>/*/*/run.json``;
 - ``ledger``: the claims ledger's verdict table (``results/<profile>/claims.csv``);
 - ``to-target``: macro-F1 after 3 rounds, rounds and MiB per client to the target accuracy, and
@@ -54,7 +54,11 @@ def times(profile: str, root: Path) -> str:
     test = root / "results" / "test_time.json"
     if test.is_file():
         rec = json.loads(test.read_text())
-        lines.append(f"- `make test`: {_minutes(rec['seconds'])} on {rec['cpus']} cores")
+        line = f"- `make test`: {_minutes(rec['seconds'])} on {rec['cpus']} cores"
+        if "flower_s" in rec:
+            line += (f", of which the Flower engine's tests {_minutes(rec['flower_s'])} "
+                     f"(`make test-core` leaves them out)")
+        lines.append(line)
     else:
         lines.append(f"- `make test`: {NOT_MEASURED}")
     return "\n".join(lines)

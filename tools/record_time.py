@@ -1,10 +1,9 @@
 """Write a measured wall time as JSON, with the number of cores the process may use.
 
-    python tools/record_time.py results/test_time.json 270              # {"seconds": 270, "cpus": 2}
     python tools/record_time.py results/quick/repro_time.json 843 --key pipeline_s stages_run=40 stages_total=41
 
-Called by ``make test RECORD=1`` and by ``tools/repro.sh`` when the pipeline finishes; the README's
-``times`` block reads these files.
+Called by ``tools/repro.sh`` when the pipeline finishes (``make test RECORD=1`` writes
+``results/test_time.json`` from ``tests/conftest.py``); the README's ``times`` block reads these files.
 """
 
 from __future__ import annotations
