@@ -169,3 +169,21 @@ def test_fl_run_follows_pipeline_engine(tabular_params):
         fl.run(flower_params, method="medhe", target_macro_f1=0.9)
     with pytest.raises(ValueError, match="pipeline.engine must be one of"):
         params.load_dict({"pipeline": {"engine": "ray"}})
+
+
+TEXT = {"data": {"dataset": "drugscom", "max_train": 30, "max_test": 16, "num_clients": 5},
+        "model": {"name": "minilm", "max_length": 24},
+        "train": {"rounds": 1, "local_epochs": 1, "batch_size": 8, "lr": 1e-4}}
+
+
+@pytest.mark.slow
+def test_the_text_task_on_five_simulated_sites_gives_the_inprocess_model(tmp_path):
+    """MiniLM on Drugs.com reviews, 5 virtual SuperNodes on Ray, each tokenising its own records."""
+    from medhe.flower import simulation
+
+    P = params.load_dict(TEXT)
+    simulation.run(P, methods=["medhe"], out_dir=tmp_path)
+    ref = simulate.run(P, method="medhe", progress=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "medhe" / "final_weights.npy"), ref.final_weights)
+    hist = pd.read_csv(tmp_path / "medhe" / "history.csv")
+    assert hist["f1_macro"].iloc[-1] == ref.final["f1_macro"] and len(hist) == 2
