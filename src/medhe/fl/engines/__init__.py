@@ -1,7 +1,8 @@
 """Engines: what carries the roles' bytes (:mod:`medhe.fl.client`, :mod:`medhe.fl.server`) between the parties.
 
 ``inprocess``: every party in one Python process, messages passed in memory and counted in the byte ledger
-(:func:`medhe.fl.simulate.run` drives it).
+(:func:`medhe.fl.simulate.run` drives it). ``flower``: :mod:`medhe.flower`'s ServerApp and ClientApp carry the
+same roles' bytes as Flower messages, in Flower's simulation engine or across processes and machines.
 
 What any engine does, in this order (as :func:`medhe.fl.simulate.run` does in one process):
 
