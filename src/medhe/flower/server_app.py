@@ -180,6 +180,7 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
     """The whole run (see the module docstring); writes ``out-dir`` and returns the run record."""
     from medhe import comm, params, records
     from medhe.fl import methods
+    from medhe.fl.client import read_bound
     from medhe.fl.server import make_aggregator, make_clip_server
     from medhe.fl.simulate import _make_accountant, aggregation_weights
 
@@ -394,12 +395,6 @@ class Rounds:
         return ConfigRecord(out)
 
 
-def read_bound(msg: bytes) -> float:
-    from medhe.fl.client import read_bound as read
-
-    return read(msg)
-
-
 def _clip_row(norms: list[float], bound: float) -> dict[str, float]:
     from medhe.clipping import clip_fraction_removed
 
@@ -420,14 +415,10 @@ def _round_metrics(trained: dict[int, dict], finished: dict[int, dict], n: int) 
     """The history columns of a round from the sites' replies, as the in-process engine forms them: means
     over sites of the training figures, partition 0's public facts and test metrics, quantisation
     fractions averaged over the sites that had values."""
+    from medhe.fl.engines.inprocess import merge_client_info
+
     out = {k: float(np.mean([trained[p][k] for p in range(n)])) for k in ("density", "train_loss", "update_norm")}
-    first = {k: v for k, v in finished[0].items() if k != "client_seconds"}
-    out.update(first)
-    if "quant_zero_frac" in first:
-        zero = [finished[p]["quant_zero_frac"] for p in range(n) if not np.isnan(finished[p]["quant_zero_frac"])]
-        sat = [finished[p]["quant_saturated_frac"] for p in range(n) if not np.isnan(finished[p]["quant_zero_frac"])]
-        out["quant_zero_frac"] = float(np.mean(zero)) if zero else float("nan")
-        out["quant_saturated_frac"] = float(np.mean(sat)) if sat else float("nan")
+    out.update(merge_client_info([{k: v for k, v in finished[p].items() if k != "client_seconds"} for p in range(n)]))
     return out
 
 

@@ -127,12 +127,7 @@ def _check_global(payloads: Sequence[Payload], ids: list[int]) -> None:
 def _round_info(codecs: Sequence[ClientCodec], results) -> dict[str, float]:
     """The round's info columns: the first client's public facts, the clients' mean quantisation fractions
     (over those with own values) and the simulation-only ``noise_to_signal``."""
-    merged = dict(results[0].info)
-    if "quant_zero_frac" in merged:
-        zero = [r.info["quant_zero_frac"] for r in results if not math.isnan(r.info["quant_zero_frac"])]
-        sat = [r.info["quant_saturated_frac"] for r in results if not math.isnan(r.info["quant_zero_frac"])]
-        merged["quant_zero_frac"] = float(np.mean(zero)) if zero else math.nan
-        merged["quant_saturated_frac"] = float(np.mean(sat)) if sat else math.nan
+    merged = merge_client_info([r.info for r in results])
     diags = [c.diagnostics for c in codecs]
     if all(d is not None for d in diags) and len({d[0].size for d in diags}) == 1:
         signal = noise_sum = None
@@ -147,6 +142,17 @@ def _round_info(codecs: Sequence[ClientCodec], results) -> dict[str, float]:
     out = {k: merged[k] for k in order if k in merged}
     out.update({k: v for k, v in merged.items() if k not in out})
     return out
+
+
+def merge_client_info(infos: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The round's public facts from the clients' round info (any engine): the first client's, with the
+    quantisation fractions averaged over the clients that had values of their own."""
+    merged = dict(infos[0])
+    if "quant_zero_frac" in merged:
+        own = [i for i in infos if not math.isnan(i["quant_zero_frac"])]
+        merged["quant_zero_frac"] = float(np.mean([i["quant_zero_frac"] for i in own])) if own else math.nan
+        merged["quant_saturated_frac"] = float(np.mean([i["quant_saturated_frac"] for i in own])) if own else math.nan
+    return merged
 
 
 def clip_bound(server: ClipServer, norms: Sequence[float], *, clients: Sequence[int], ledger: ByteLedger,
