@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,26 @@ def test_times_block_reads_the_records_and_says_when_there_is_none(tmp_path: Pat
     assert readme_tables.times("quick", tmp_path) == (
         "- `make repro` (profile `quick`): pipeline 14.1 min on 2 cores, 40 of 41 stages run (set-up extra)\n"
         "- `make test`: 4.5 min on 2 cores")
+
+
+def test_times_block_gives_the_flower_tests_share(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "test_time.json").write_text(json.dumps({"seconds": 540, "flower_s": 240, "cpus": 2}))
+    assert readme_tables.times("quick", tmp_path).endswith(
+        "- `make test`: 9.0 min on 2 cores, of which the Flower engine's tests 4.0 min (`make test-core` leaves them out)")
+
+
+def test_to_target_block_shows_the_main_variants_and_counts_the_rest(tmp_path: Path) -> None:
+    rows = [{"variant": v, "method": v.split("-")[0], "seed": 42, "reached": True, "rounds_run": 8, "rounds_to_target": 3,
+             "mib_up_to_target": 12.0, "f1_macro_r3": 0.6, "epsilon": float("nan"), "reference_learned": True}
+            for v in ("fedavg", "topk", "topk-s0.99", "medhe_no_dp_no_ef")]
+    (tmp_path / "results" / "full" / "comm").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "full" / "comm" / "to_target.csv", index=False)
+    block = readme_tables.to_target("full", tmp_path)
+    shown = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ")][1:]
+    assert shown == ["fedavg", "topk"]
+    assert block.endswith("2 more variants (sparsity, bit width, ablations) in "
+                          "[`results/full/REPORT.md`](results/full/REPORT.md).")
 
 
 def test_regenerate_rebuilds_every_block_and_refuses_an_unknown_kind(tmp_path: Path) -> None:
