@@ -153,7 +153,7 @@ def test_every_method_runs_through_the_flower_apps_as_in_process(tabular_params,
     else:  # plaintext sums in the same order, and BFV's and packed CKKS's exact integer sums
         np.testing.assert_array_equal(got, ref.final_weights)
     hist, want = pd.read_csv(out / "history.csv"), pd.DataFrame(ref.history)
-    for col in ("f1_macro", "density", "train_loss", "clip_norm", "epsilon_rdp", "epsilon_record_max",
+    for col in ("f1_macro", "density", "train_loss", "update_norm", "sent_norm_before_clip", "clip_norm", "epsilon_rdp", "epsilon_record_max",
                 "model_change_l2", "quant_zero_frac"):
         if col in want:
             np.testing.assert_allclose(hist[col], want[col], rtol=1e-6, atol=1e-5 if method in UNPACKED_CKKS else 0,

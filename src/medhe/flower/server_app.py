@@ -238,10 +238,9 @@ def run(grid: Grid, config: dict[str, Any]) -> dict[str, Any]:
         t_round = time.perf_counter()
         t_agg = 0.0
         client_metrics = {p: dict(c["metrics"]) for p, c in step.items()}
-        row: dict[str, Any] = {}
+        norms = [client_metrics[p]["sent_norm_before_clip"] for p in range(n)]
+        row: dict[str, Any] = {"sent_norm_before_clip": float(np.mean(norms))}
         if spec.clip:
-            norms = [client_metrics[p]["sent_norm_before_clip"] for p in range(n)]
-            row["sent_norm_before_clip"] = float(np.mean(norms))
             if "clip" in step[0] and rounds.bound is None:  # calibrate the adaptive bound from the norms
                 msgs = [st.record_blobs(step[p]["clip"])[0] for p in range(n)]
                 for p, m in enumerate(msgs):
