@@ -222,7 +222,7 @@ def test_a_site_that_lost_its_state_refuses_the_round(tabular_params):
         encode(msg, ctx)
     ctx.state["medhe.run"] = ConfigRecord({"params-json": json.dumps(tabular_params.to_dict()), "method": "medhe",
                                            "seed": 1, "round": 0, "step": "setup", "noise-source": "seeded"})
-    with pytest.raises(StateLost, match="asked for round 2 but its state is at round 0"):
+    with pytest.raises(StateLost, match="encode step of round 2 but its state is at round 0"):
         encode(msg, ctx)
 
 

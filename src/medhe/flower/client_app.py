@@ -165,9 +165,11 @@ class _Site:
         self.cfg.update({"round": round_, "step": step})
         self.state["medhe.run"] = ConfigRecord(self.cfg)
 
-    def expect(self, *, round_: int, step: str, after: tuple[str, ...]) -> None:
-        """Refuse ``step`` of ``round_`` unless the site finished one of ``after`` in that round (:class:`StateLost`)."""
-        if int(self.cfg["round"]) != round_ or self.cfg["step"] not in after:
+    def expect(self, *, round_: int, step: str, after: tuple[str, ...], state_round: int | None = None) -> None:
+        """Refuse ``step`` of ``round_`` unless the site finished one of ``after`` in round ``state_round``
+        (default ``round_``; :class:`StateLost`)."""
+        want = round_ if state_round is None else state_round
+        if int(self.cfg["round"]) != want or self.cfg["step"] not in after:
             raise StateLost(f"partition {self.pid}: {step} step of round {round_} but its state is at round "
                             f"{self.cfg['round']} step {self.cfg['step']!r}; refusing")
 
@@ -230,9 +232,7 @@ def _encode(context: Context, round_config) -> dict:
     t0 = time.perf_counter()
     site = _Site(context)
     r = int(round_config["round"])
-    if int(site.cfg["round"]) != r - 1 or site.cfg["step"] not in ("setup", "apply"):
-        raise StateLost(f"partition {site.pid}: asked for round {r} but its state is at round {site.cfg['round']} "
-                        f"step {site.cfg['step']!r}; refusing")
+    site.expect(round_=r, step="encode", after=("setup", "apply"), state_round=r - 1)
     P, spec = site.P, site.spec
     part = site.partition()
     bundle = _bundle(P, part, site.seed)
