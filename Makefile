@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?= quick
 STAMP  := $(VENV)/.medhe-installed
 
-.PHONY: setup repro test test-fast test-core coverage bench clean-venv
+.PHONY: setup repro test test-fast test-core coverage mutants bench clean-venv
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ COVERAGE_FLOOR := src/medhe/report.py,src/medhe/results.py,src/medhe/ckks/table.
 coverage: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-report=json
 	$(PY) -m coverage report --include='$(COVERAGE_FLOOR)' --fail-under=85
+
+# one plausible bug per guarded number (tools/mutants.py): each must make its tests fail
+mutants: setup
+	HF_HUB_OFFLINE=1 $(PY) tools/mutants.py
 
 bench: setup
 	$(PY) benchmarks/bench_ckks.py

@@ -103,6 +103,7 @@ def test_every_medhe_variant_is_listed_above():
     ({"noise": True}, "Gaussian noise without clipping has no sensitivity bound"),
     ({"alignment": "sparse"}, "alignment must be None, 'union', 'dense', 'own' or 'global', got 'sparse'"),
     ({"alignment": "own", "encryption": "ckks"}, "alignment 'own' .* cannot be summed slot by slot"),
+    ({"alignment": "own", "noise": True, "clip": True}, "alignment 'own' with noise=True puts each client's noise"),
 ])
 def test_method_spec_refuses_inconsistent_compositions(kwargs, message):
     with pytest.raises(ValueError, match=message):
