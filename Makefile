@@ -46,7 +46,7 @@ coverage: setup
 
 # one plausible bug per guarded number (tools/mutants.py): each must make its tests fail
 mutants: setup
-	HF_HUB_OFFLINE=1 $(PY) tools/mutants.py
+	HF_HUB_OFFLINE=1 $(PY) tools/mutants.py --out results/mutants.csv
 
 bench: setup
 	$(PY) benchmarks/bench_ckks.py

@@ -158,7 +158,7 @@ def test_global_ckks_and_bfv_learn_the_same_model(five_clients) -> None:
 def test_a_run_stops_at_the_target_but_not_before_min_rounds(five_clients) -> None:
     full = fl.run(five_clients, method="fedavg", seed=5, progress=False)
     f1 = [r["f1_macro"] for r in full.history]
-    target = f1[1] - 1e-9  # reached in round 1
+    target = f1[1]  # reached in round 1: a macro-F1 equal to the target reaches it
     short = fl.run(five_clients, method="fedavg", seed=5, progress=False, target_macro_f1=target, min_rounds=2)
     assert [r["round"] for r in short.history] == [0, 1, 2]
     assert short.record["target"] == {"macro_f1": target, "reached_round": 1, "round_budget": 3}
@@ -181,6 +181,8 @@ def test_to_target_counts_rounds_and_bytes_up_to_the_first_hit() -> None:
     r = targets.to_target(_history([0.4, 0.5, 0.6, 0.8, 0.7, 0.9]), target=0.75)
     assert (r["reached"], r["rounds_to_target"], r["bytes_up_to_target"], r["bytes_updown_to_target"]) == (True, 3, 300.0, 420.0)
     assert r["f1_macro_r3"] == 0.8 and r["rounds_run"] == 5
+    exact = targets.to_target(_history([0.4, 0.5, 0.6, 0.8, 0.7, 0.9]), target=0.8)  # reaching = at or above
+    assert exact["rounds_to_target"] == 3 and exact["bytes_up_to_target"] == 300.0
 
 
 def test_to_target_not_reached_reports_no_invented_number() -> None:
