@@ -73,11 +73,14 @@ def _wait_for(path: Path, *, timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def test_interrupted_repro_keeps_finished_stages_and_resumes(stub) -> None:
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["from a terminal", "sigint ignored"])
+def test_interrupted_repro_keeps_finished_stages_and_resumes(stub, sigint) -> None:
+    """SIG_IGN: started in the background of a non-interactive shell (nohup, CI), the job inherits an
+    ignored SIGINT, which no shell can reset; the stop must still end it."""
     work, env = stub
     (work / "hold").touch()
     run = subprocess.Popen(["bash", "tools/repro.sh", "stub"], cwd=work, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                           stderr=subprocess.STDOUT, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     try:
         _wait_for(work / "second.started")
         run.send_signal(signal.SIGTERM)

@@ -29,6 +29,9 @@ stop() {
   trap '' INT TERM HUP
   echo "stopping: the finished stages stay in locks/$profile.lock, and the next run skips them" >&2
   kill -INT -- "-$job" 2>/dev/null
+  # started from a non-interactive shell's background, the job ignores SIGINT: TERM it after 10 s
+  for _ in $(seq 50); do kill -0 -- "-$job" 2>/dev/null || break; sleep 0.2; done
+  kill -TERM -- "-$job" 2>/dev/null
   wait
   save_lock
   rm -f "$log"
