@@ -6,8 +6,10 @@ The steps around encryption (index sets, alignment to the union, DP noise, quant
 feedback) were once outside every timed phase of the CKKS and BFV transports and showed up as
 ``untimed`` in the stats stage's ``phases.csv`` (about 140 s of a 580 s MedHE run in the full
 profile); they are now the phases ``align``, ``noise`` and ``quantise`` of every transport.
-This benchmark times those steps with the package's own functions on synthetic sparse updates
-(random index sets, Gaussian values; one round, every client) and prints the seconds per step.
+This benchmark runs those steps through the clients' own codecs and the server's aggregator (method
+``medhe_bfv``: ``union`` alignment, Gaussian shares, 8-bit quantisation) on synthetic sparse updates
+(random index sets, Gaussian values; one round, every client), stops before encryption, and prints the
+seconds per phase as the codecs time them (summed over clients) and the server's union.
 The last two lines compare ``np.unique`` with :func:`medhe.ckks.sparse.sorted_unique` on the
 merged index sets: NumPy 2.4's ``np.unique`` made index alignment the slowest step of a MedHE
 round (measured 33 s of 37 s per round).
@@ -21,10 +23,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from medhe import rng
+from medhe import params, rng
 from medhe.ckks.sparse import sorted_unique
-from medhe.comm import ByteLedger
-from medhe.fl.transport import GaussianShares, Payload, align_payloads, noisy_weighted, quantisation_bound, quantise_round
+from medhe.fl import methods
+from medhe.fl.client import make_codec, make_keys
+from medhe.fl.plan import RoundPlan
+from medhe.fl.server import make_aggregator
+from medhe.fl.transport import Payload
 
 
 def main() -> None:
@@ -43,9 +48,24 @@ def main() -> None:
     for _ in range(args.clients):
         idx = np.sort(gen.choice(args.size, size=k, replace=False)).astype(np.int64)
         payloads.append(Payload(values=gen.normal(0.0, 1e-3, size=k).astype(np.float32), indices=idx))
-    weights = [1.0 / args.clients] * args.clients
-    noise = GaussianShares(std=1e-3, seed=args.seed, round_=1)
+    spec = methods.get("medhe_bfv")
+    P = params.load_dict({"bfv": {"value_bits": args.bits}, "data": {"num_clients": args.clients}})
+    keys = make_keys(spec, P)
+    codecs = [make_codec(spec, P, keys, client=i, size=args.size, num_clients=args.clients) for i in range(args.clients)]
+    server = make_aggregator(spec, P, codecs[0].setup_message(), size=args.size)
+    ids = list(range(args.clients))
+    plan = RoundPlan(round=1, clients=ids, weights=[1.0 / args.clients] * args.clients, clip_bound=1.0,
+                     noise={"mechanism": "gaussian", "std": 1e-3, "seed": args.seed}, seed=args.seed)
     times: dict[str, float] = {}
+    index_msgs = [c.begin(plan, p) for c, p in zip(codecs, payloads)]  # timed by each codec as "align"
+    t = time.perf_counter()
+    union_msg = server.union(index_msgs, clients=ids)
+    times["server: union of the index sets"] = time.perf_counter() - t
+    for c in codecs:
+        c.receive_union(union_msg)
+    for phase in ("align", "noise", "quantise"):
+        times[f"clients: {phase} (codec timings)"] = sum(c.timings.get(phase, 0.0) for c in codecs)
+    union_size = codecs[0].num_values()
 
     @contextmanager
     def step(name: str):
@@ -53,14 +73,6 @@ def main() -> None:
         yield
         times[name] = times.get(name, 0.0) + time.perf_counter() - t
 
-    with step("index sets: encode, decode, union, align"):
-        union, vectors = align_payloads(payloads, alignment="union", size=args.size, ledger=ByteLedger(), round_=1)
-    with step("DP noise shares + weighting"):
-        xs = noisy_weighted(vectors, weights, noise)
-    bound = quantisation_bound(clip_norm=1.0, weights=weights, num_values=union.size, range_factor=4.0,
-                               noise_std=noise.std)
-    with step("quantise, feedback, statistics"):
-        quantise_round(payloads, xs, weights, union, bits=args.bits, bound=bound, size=args.size)
     merged = np.concatenate([p.indices for p in payloads])
     with step("(np.unique of the merged index sets)"):
         expected = np.unique(merged)
@@ -68,7 +80,7 @@ def main() -> None:
         got = sorted_unique(merged)
     assert np.array_equal(expected, got)
     print(f"one round, {args.clients} clients, {args.size:,} parameters, s = {args.sparsity}: k = {k:,} per client, "
-          f"union {union.size:,} ({union.size / args.size:.1%})")
+          f"union {union_size:,} ({union_size / args.size:.1%})")
     for name, sec in times.items():
         print(f"  {name:45s} {sec:7.2f} s")
     print(f"  {'total of the round steps':45s} {sum(v for n, v in times.items() if not n.startswith('(')):7.2f} s")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medhe import dpsgd, fl, model, params
-from medhe.fl.transport import GaussianShares, noisy_weighted
+from medhe.fl.transport import GaussianShares, noise_to_signal
 from medhe.params import ModelParams
 
 
@@ -115,18 +115,27 @@ def test_dp_sgd_params_need_exactly_one_of_target_and_multiplier():
 
 
 def test_noise_to_signal_is_measured_on_the_aggregate_and_scales_with_the_noise():
-    vectors = [np.array([3.0, 0.0, 0.0]), np.array([0.0, 4.0, 0.0])]
-    info1: dict[str, float] = {}
-    noisy_weighted(vectors, [0.5, 0.5], GaussianShares(std=0.1, seed=7, round_=1), info=info1)
+    """The function the in-process engine records per round, on hand-computed aggregates."""
+    signals = [np.array([3.0, 0.0, 0.0]) * 0.5, np.array([0.0, 4.0, 0.0]) * 0.5]
     n = GaussianShares(std=0.1, seed=7, round_=1)
-    expected = np.linalg.norm(n(0, 3).astype(np.float64) + n(1, 3)) / np.linalg.norm([1.5, 2.0, 0.0])
-    assert info1["noise_to_signal"] == pytest.approx(expected, rel=1e-6)
-    info2: dict[str, float] = {}
-    noisy_weighted(vectors, [0.5, 0.5], GaussianShares(std=0.2, seed=7, round_=1), info=info2)
-    assert info2["noise_to_signal"] == pytest.approx(2 * info1["noise_to_signal"], rel=1e-6)
-    info0: dict[str, float] = {}
-    noisy_weighted([np.zeros(3), np.zeros(3)], [0.5, 0.5], GaussianShares(std=0.1, seed=7, round_=1), info=info0)
-    assert math.isinf(info0["noise_to_signal"])
+    shares = [n(0, 3).astype(np.float64), n(1, 3).astype(np.float64)]
+    got = noise_to_signal(list(zip(signals, shares)))
+    assert got == pytest.approx(np.linalg.norm(shares[0] + shares[1]) / 2.5, rel=1e-12)  # ||(1.5, 2, 0)|| = 2.5
+    assert noise_to_signal(list(zip(signals, [2 * s for s in shares]))) == pytest.approx(2 * got, rel=1e-12)
+    assert math.isinf(noise_to_signal([(np.zeros(3), shares[0]), (np.zeros(3), shares[1])]))
+    with pytest.raises(ValueError, match="all of one length"):
+        noise_to_signal([(np.zeros(3), shares[0]), (np.zeros(2), np.zeros(2))])
+
+
+def test_a_dp_run_records_the_noise_to_signal_of_its_clients_shares(tabular_params):
+    """Two one-round runs that differ only in z clip the same updates and draw shares scaled by z: the
+    recorded ||sum of shares|| / ||sum of w v|| doubles with z."""
+    rows = {}
+    for z in (0.5, 1.0):
+        P = params.load_dict({**tabular_params.to_dict(), "dp": {**tabular_params.to_dict()["dp"], "noise_multiplier": z},
+                              "train": {**tabular_params.to_dict()["train"], "rounds": 1}})
+        rows[z] = fl.run(P, method="medhe_no_he", seed=0, progress=False).history[-1]["noise_to_signal"]
+    assert 0 < rows[0.5] and rows[1.0] == pytest.approx(2 * rows[0.5], rel=1e-4)
 
 
 def test_client_level_runs_record_noise_to_signal(tabular_params):

@@ -41,7 +41,7 @@ def test_dvc_stages_read_only_existing_params_and_methods():
             for part in key.split("."):
                 assert part in node, f"stage {name!r} lists param {key!r}, which params.yaml lacks"
                 node = node[part]
-    from medhe.fl.methods import METHODS
+    from medhe.fl.methods import METHODS, parse_variant
 
     for path in PROFILES:
         pipe = params.load(path).pipeline
@@ -49,6 +49,8 @@ def test_dvc_stages_read_only_existing_params_and_methods():
                       "paper_size_methods", "lira_methods"):
             unknown = set(getattr(pipe, field)) - set(METHODS)
             assert not unknown, f"{path.name}: pipeline.{field} names unknown methods {unknown}"
+        for variant in (*pipe.target_variants, *pipe.target_ablations):
+            parse_variant(variant)  # names a method, a sparsity and a bit width it accepts
 
 
 @pytest.mark.parametrize("raw, match", [
@@ -68,6 +70,10 @@ def test_dvc_stages_read_only_existing_params_and_methods():
     ({"bfv": {"range_factor": 4.0}}, r"unknown key\(s\) \['range_factor'\]"),
     ({"pipeline": {"sweep_sparsity": [0.5, 1.2]}}, "pipeline.sweep_sparsity"),
     ({"profile": "../etc"}, "profile must be a simple name"),
+    ({"pipeline": {"target_variants": ["topk"], "target_ablations": ["topk", "topk-s0.99"]}},
+     r"pipeline.target_ablations repeats target_variants \['topk'\]"),
+    ({"seed": 7, "pipeline": {"target_seeds": [42], "target_ablations": ["topk"]}},
+     r"run at seed 7, which must be one of pipeline.target_seeds \[42\]"),
     ({"train": {"rouns": 3}}, r"unknown key\(s\) \['rouns'\]"),
     ({"trian": {}}, r"unknown params section\(s\) \['trian'\]"),
 ])

@@ -80,7 +80,8 @@ def _expected_stages(profile: dict) -> set[str]:
             "ckks_topk", "report", "privacy_frontier", "flower_scale",
             *(f"privacy_utility@{p}-{s}" for p in pl["privacy_points"] for s in pl["privacy_seeds"]),
             *(f"target_ref@{s}" for s in pl["target_seeds"]),
-            *(f"target@{v}-{s}" for v in pl["target_variants"] for s in pl["target_seeds"])}
+            *(f"target@{v}-{s}" for v in pl["target_variants"] for s in pl["target_seeds"]),
+            *(f"target_ablation@{v}" for v in pl["target_ablations"])}
 
 
 def test_every_stage_resolves_and_feeds_the_ledger_or_the_figures(smoke_repo: Path) -> None:

@@ -286,6 +286,7 @@ class PipelineParams:
     lira_shadows: int = 4  # shadow models per LiRA target (each a full federated run of the target's method)
     target_variants: tuple[str, ...] = ()  # rounds/bytes to target: "method[-s<sparsity>][-b<bits>]" (medhe.fl.variants)
     target_seeds: tuple[int, ...] = (42,)
+    target_ablations: tuple[str, ...] = ()  # more variants to target, at seed ``seed`` only (stage target_ablation)
     target_rounds: int = 10  # round budget; FedAvg's reference runs all of it
     target_fraction: float = 0.95  # target = this fraction of FedAvg's final macro-F1 (same seed and data)
     privacy_points: tuple[str, ...] = ()  # privacy-utility stage: none, client-z<z>, client-eps<e>, record-eps<e>
@@ -298,7 +299,7 @@ class PipelineParams:
         for name in ("methods", "seeds", "sweep_sparsity", "sweep_methods", "convergence_methods",
                      "noniid_methods", "client_counts", "scale_methods", "paper_size_methods",
                      "frontier_methods", "frontier_sparsity", "frontier_bits", "lira_methods", "privacy_points",
-                     "privacy_seeds", "target_variants", "target_seeds", "flower_scale_clients"):
+                     "privacy_seeds", "target_variants", "target_seeds", "target_ablations", "flower_scale_clients"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"pipeline.seeds must be integers >= 0, got {self.seeds!r}")
         _check(all(isinstance(s, int) and s >= 0 for s in self.privacy_seeds),
@@ -311,6 +312,8 @@ class PipelineParams:
                f"pipeline.flower_scale_clients must be integers >= 2, got {self.flower_scale_clients!r}")
         _check(isinstance(self.lira_shadows, int) and self.lira_shadows >= 2,
                f"pipeline.lira_shadows must be an integer >= 2, got {self.lira_shadows!r}")
+        both = sorted(set(self.target_variants) & set(self.target_ablations))
+        _check(not both, f"pipeline.target_ablations repeats target_variants {both}: list each variant once")
         _check(isinstance(self.target_rounds, int) and self.target_rounds >= 1,
                f"pipeline.target_rounds must be an integer >= 1, got {self.target_rounds!r}")
         _check(0 < self.target_fraction <= 1, f"pipeline.target_fraction must be in (0, 1], got {self.target_fraction!r}")
@@ -341,6 +344,10 @@ class Params:
         _check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
         _check(isinstance(self.profile, str) and self.profile.replace("_", "").replace("-", "").isalnum(),
                f"profile must be a simple name (letters, digits, - and _), got {self.profile!r}")
+        pl = self.pipeline
+        _check(not pl.target_ablations or self.seed in pl.target_seeds,
+               f"pipeline.target_ablations run at seed {self.seed}, which must be one of pipeline.target_seeds "
+               f"{list(pl.target_seeds)} (its FedAvg reference sets their target)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), suitable for JSON/YAML."""

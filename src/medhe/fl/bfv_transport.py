@@ -2,10 +2,9 @@
 
 Round, per client i with weight w_i (as in :mod:`medhe.fl.ckks_transport`):
 
-1. align the sparse payloads (:func:`medhe.fl.transport.align_payloads`: ``union`` reveals every
+1. align the sparse payloads (:meth:`medhe.fl.client.ClientCodec.receive_union`: ``union`` reveals every
    index set to the server, ``dense`` reveals nothing but the model size);
-2. x_i = w_i * v_i + n_i (weight and DP noise share applied by the client,
-   :func:`~medhe.fl.transport.noisy_weighted`);
+2. x_i = w_i * v_i + n_i (weight and DP noise share applied by the client);
 3. quantise to ``value_bits`` bits against a bound shared by all clients and computed from public
    values only (:func:`~medhe.fl.transport.quantisation_bound`: C, the weights, the number of values
    sent, ``range_factor`` and the DP noise std). Rounding is deterministic (``np.rint``, half to
@@ -66,7 +65,7 @@ class BFVTransport:
     Args:
         cfg: BFV parameters (``params.yaml`` section ``bfv``).
         size: model size d.
-        alignment: ``union`` or ``dense`` (see :func:`~medhe.fl.transport.align_payloads`).
+        alignment: ``union`` or ``dense`` (see :meth:`medhe.fl.client.ClientCodec.receive_union`).
         clip_norm: the L2 clipping bound C the clients apply (sets the quantisation bound).
         num_clients: the most clients per round (sets the carry bits).
         range_factor: None for the worst-case bound C * max(w); else C * max(w) * range_factor /

@@ -27,7 +27,7 @@ of them are packed into each slot with carry room for the client count
 (:mod:`medhe.ckks.packing`). Values beyond the bound saturate; values below half a
 quantisation step round to zero. Both fractions, over each client's own positions
 (not the union padding), are recorded per round (``quant_zero_frac``, ``quant_saturated_frac``;
-:func:`medhe.fl.transport.quantise_round`). The quantisation error goes back
+:func:`medhe.fl.transport.quantise_client`). The quantisation error goes back
 into each client's error-feedback residual (``RoundResult.feedback``, as under BFV),
 so nothing is lost over rounds.
 

@@ -176,7 +176,7 @@ class ClientCodec:
         return SecureGaussianShares(std=noise.std)
 
     def _weighted_noisy(self, v: np.ndarray, noise) -> np.ndarray:
-        """``w v`` plus this client's noise share (as :func:`medhe.fl.transport.noisy_weighted`)."""
+        """``w v`` plus this client's noise share; with ``keep_diagnostics`` both kept (:func:`medhe.fl.transport.noise_to_signal`)."""
         t = time.perf_counter()
         x = np.asarray(v, dtype=np.float64) * float(self._plan.weight(self.client))
         share = None

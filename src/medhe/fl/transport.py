@@ -21,8 +21,6 @@ Each ``round()`` runs the protocol's roles through the in-process engine
 (:mod:`medhe.fl.client`: holds the clients' shared secret key, encodes its index set and values,
 decodes the aggregate) and the server's aggregator (:mod:`medhe.fl.server`: built from the public
 setup message only, bytes in and bytes out), under a public :class:`~medhe.fl.plan.RoundPlan`.
-:func:`align_payloads` and :func:`quantise_round` are the same steps for all clients at once
-(benchmarks).
 
 The result is the weighted mean update as the clients see it after the
 downlink (decrypted under CKKS), and the seconds spent per phase. All transports use the
@@ -179,9 +177,17 @@ def own_positions(payload: "Payload", union: np.ndarray | None, size: int) -> tu
 
 def quantise_client(payload: "Payload", x: np.ndarray, weight: float, union: np.ndarray | None, *, bits: int,
                     bound: float, size: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], float, float]:
-    """One client's share of :func:`quantise_round`: (integers, feedback, zero fraction, saturated fraction).
+    """Quantise what one client encodes against the round's shared ``bound``: (integers, feedback, zero
+    fraction, saturated fraction).
 
-    The fractions are over the client's own positions (NaN if it has none).
+    ``feedback``: (payload indices, (x - deq(q)) / w at the client's own positions), for its
+    error-feedback residual. ``x`` is what the client encoded (weighted values plus its noise share) on
+    the round's common support and deq(q) what reaches the aggregate for it. The noise share is *not*
+    fed back: the lost signal is w v - (deq(q) - n) = x - deq(q). Positions outside the client's own
+    payload (union positions where it sent only noise) are not fed back.
+
+    The fractions of values that quantise to zero and that saturate are over the client's *own*
+    positions (not the union padding, which holds only noise or zeros); NaN if it has none.
     """
     from medhe.ckks.packing import dequantise, quantise
 
@@ -191,32 +197,6 @@ def quantise_client(payload: "Payload", x: np.ndarray, weight: float, union: np.
     if pos.size:
         return q, feedback, float(np.mean(q[pos] == 0)), float(np.mean(np.abs(x[pos]) > bound))
     return q, feedback, math.nan, math.nan
-
-
-def quantise_round(payloads: Sequence["Payload"], xs: Sequence[np.ndarray], weights: Sequence[float],
-                   union: np.ndarray | None, *, bits: int, bound: float, size: int
-                   ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
-    """Quantise every client's encoded vector against the shared ``bound``: (integers, feedback, info).
-
-    ``feedback``, per client: (payload indices, (x - deq(q)) / w at the client's own positions), for
-    its error-feedback residual. ``x`` is what the client encoded (weighted values plus its noise
-    share) on the round's common support and deq(q) what reaches the aggregate for it. The noise
-    share is *not* fed back: the lost signal is w v - (deq(q) - n) = x - deq(q). Positions outside
-    the client's own payload (union positions where it sent only noise) are not fed back.
-
-    ``info`` records the bound and, over the clients' *own* positions (not the union padding, which
-    holds only noise or zeros), the mean fraction of values that quantise to zero
-    (``quant_zero_frac``) and that saturate (``quant_saturated_frac``).
-    """
-    qs, feedback, zero, saturated = [], [], [], []
-    for p, x, w in zip(payloads, xs, weights):
-        q, fb, z, sat = quantise_client(p, x, w, union, bits=bits, bound=bound, size=size)
-        feedback.append(fb)
-        if not math.isnan(z):
-            zero.append(z)
-            saturated.append(sat)
-        qs.append(q)
-    return qs, feedback, quant_info(bound, zero, saturated)
 
 
 def quant_info(bound: float, zero: Sequence[float], saturated: Sequence[float]) -> dict[str, float]:
@@ -264,73 +244,25 @@ def check_round_inputs(payloads: Sequence[Payload], weights: Sequence[float], si
             raise ValueError(f"client {i}: dense payload has {p.values.size} values, the model has {size}")
 
 
-def align_payloads(payloads: Sequence[Payload], *, alignment: str, size: int, ledger: ByteLedger,
-                   round_: int) -> tuple[np.ndarray | None, list[np.ndarray]]:
-    """Bring sparse payloads onto common positions so that they add slot by slot.
+def noise_to_signal(diagnostics: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """||sum_i n_i|| / ||sum_i w_i v_i|| of a round's aggregate, from each client's (w_i v_i, noise share n_i)
+    on common positions (:attr:`medhe.fl.client.ClientCodec.diagnostics`); inf for a zero signal.
 
-    * dense payloads: returned as they are (support None);
-    * ``union``: each client uploads its index set (counted), the server broadcasts the
-      union (counted, per client); each client's values are gathered at the union
-      positions, zeros where it did not select. Reveals every index set to the server;
-    * ``dense``: each client scatters its values into the full-length vector;
-    * ``global``: every client already sent its values at the round's public mask
-      (:func:`medhe.sparsify.global_mask`, derived by each client from public data), so no index
-      set travels; payloads with different index sets are refused.
+    It needs every client's plaintext: a simulation-only measurement, which no party of a deployment can
+    compute.
 
-    Returns the common support (None = all positions) and one float64 vector per client.
+    >>> noise_to_signal([(np.array([3.0, 0.0]), np.array([0.0, 1.0])), (np.array([0.0, 4.0]), np.array([0.0, 1.0]))])
+    0.4
     """
-    from medhe.ckks.sparse import align_to_union, decode_index_set, encode_index_set, scatter_dense, union_index_sets
-
-    if payloads[0].indices is None:
-        return None, [p.values.astype(np.float64) for p in payloads]
-    if alignment == "dense":
-        return None, [scatter_dense(p.indices, p.values, length=size) for p in payloads]
-    if alignment == "global":
-        mask = np.asarray(payloads[0].indices, dtype=np.int64)
-        for i, p in enumerate(payloads):
-            if not np.array_equal(p.indices, mask):
-                raise ValueError(f"client {i}: alignment 'global' needs every client's values at the same public "
-                                 "mask, but its index set differs from client 0's")
-        return mask, [p.values.astype(np.float64) for p in payloads]
-    if alignment != "union":
-        raise ValueError(f"alignment must be 'union', 'dense' or 'global' here, got {alignment!r}")
-    sets = []
-    for i, p in enumerate(payloads):
-        msg = encode_index_set(p.indices, length=size)
-        ledger.add(msg, round_=round_, client=i, direction="up", category="index")
-        sets.append(decode_index_set(msg))  # the server works on what it received
-    union_msg = encode_index_set(union_index_sets(sets), length=size)
-    for i in range(len(payloads)):
-        ledger.add(union_msg, round_=round_, client=i, direction="down", category="index")
-    union = decode_index_set(union_msg)
-    return union, [align_to_union(p.indices, p.values, union) for p in payloads]
-
-
-def noisy_weighted(vectors: Sequence[np.ndarray], weights: Sequence[float], noise: NoiseFn | None, *,
-                   info: dict[str, float] | None = None) -> list[np.ndarray]:
-    """Each client's ``w_i * v_i`` plus its noise share, as the client computes it before sending.
-
-    With noise and vectors on common positions, ``info["noise_to_signal"]`` is the measured
-    ratio ||sum_i n_i|| / ||sum_i w_i v_i|| of the aggregate (inf for a zero signal). It needs every
-    client's plaintext: a simulation-only measurement (no party of a deployment can compute it; the
-    in-process engine computes it from the codecs' ``diagnostics``).
-    """
-    out = []
-    signal = noise_sum = None
-    aligned = noise is not None and info is not None and len({np.size(v) for v in vectors}) == 1
-    for i, (v, w) in enumerate(zip(vectors, weights)):
-        x = np.asarray(v, dtype=np.float64) * float(w)
-        if noise is not None:
-            share = noise(i, x.size).astype(np.float64)
-            if aligned:
-                signal = x.copy() if signal is None else signal + x
-                noise_sum = share.copy() if noise_sum is None else noise_sum + share
-            x = x + share
-        out.append(x)
-    if aligned and signal is not None:
-        s_norm, n_norm = float(np.linalg.norm(signal)), float(np.linalg.norm(noise_sum))
-        info["noise_to_signal"] = n_norm / s_norm if s_norm > 0 else math.inf
-    return out
+    if len(diagnostics) == 0 or len({np.size(x) for x, _ in diagnostics} | {np.size(n) for _, n in diagnostics}) != 1:
+        raise ValueError("noise_to_signal needs one (signal, noise) pair per client, all of one length")
+    signal = np.zeros(np.size(diagnostics[0][0]))
+    noise = np.zeros_like(signal)
+    for x, n in diagnostics:  # client by client, in slot order
+        signal += np.asarray(x, dtype=np.float64)
+        noise += np.asarray(n, dtype=np.float64)
+    s_norm, n_norm = float(np.linalg.norm(signal)), float(np.linalg.norm(noise))
+    return n_norm / s_norm if s_norm > 0 else math.inf
 
 
 class PlainTransport:

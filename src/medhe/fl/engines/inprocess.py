@@ -26,7 +26,7 @@ from medhe.comm import ByteLedger
 from medhe.fl.client import ClientCodec, norm_message, read_bound, unclipped_bit_message
 from medhe.fl.plan import RoundPlan
 from medhe.fl.server import Aggregator, ClipServer
-from medhe.fl.transport import Payload, RoundResult
+from medhe.fl.transport import Payload, RoundResult, noise_to_signal
 
 # the order of the info columns each transport reports (as before the split into roles)
 INFO_ORDER = {
@@ -130,12 +130,7 @@ def _round_info(codecs: Sequence[ClientCodec], results) -> dict[str, float]:
     merged = merge_client_info([r.info for r in results])
     diags = [c.diagnostics for c in codecs]
     if all(d is not None for d in diags) and len({d[0].size for d in diags}) == 1:
-        signal = noise_sum = None
-        for x, share in diags:
-            signal = x.copy() if signal is None else signal + x
-            noise_sum = share.copy() if noise_sum is None else noise_sum + share
-        s_norm, n_norm = float(np.linalg.norm(signal)), float(np.linalg.norm(noise_sum))
-        merged["noise_to_signal"] = n_norm / s_norm if s_norm > 0 else math.inf
+        merged["noise_to_signal"] = noise_to_signal(diags)
     for c in codecs:
         c.diagnostics = None
     order = INFO_ORDER.get(codecs[0].kind, ())
