@@ -229,14 +229,17 @@ def test_report_table_says_not_reached_and_averages_only_the_seeds_that_reached(
     from medhe import profile_report
 
     table = pd.DataFrame({
-        "variant": ["a", "a", "b"], "seed": [1, 2, 1], "reached": [True, False, False],
-        "rounds_to_target": [3, np.nan, np.nan], "mib_up_to_target": [12.5, np.nan, np.nan],
-        "f1_macro_r3": [0.7, 0.5, 0.4], "rounds_run": [3, 8, 8], "epsilon": [np.nan, np.nan, 171.4]})
+        "variant": ["topk", "topk", "medhe_no_packing", "medhe"], "seed": [1, 2, 1, 1],
+        "reached": [True, False, False, False], "rounds_to_target": [3, np.nan, np.nan, np.nan],
+        "mib_up_to_target": [12.5, np.nan, np.nan, np.nan], "f1_macro_r3": [0.7, 0.5, 0.4, 0.4],
+        "rounds_run": [3, 8, 8, 8], "epsilon": [np.nan, np.nan, 171.4, np.nan]})
     text = profile_report.to_target_table(table)
-    row_a = next(line for line in text.splitlines() if line.startswith("| a "))
-    row_b = next(line for line in text.splitlines() if line.startswith("| b "))
+    row_a = next(line for line in text.splitlines() if line.startswith("| topk "))
+    row_b = next(line for line in text.splitlines() if line.startswith("| medhe_no_packing "))
+    row_c = next(line for line in text.splitlines() if line.startswith("| medhe "))
     assert "1/2" in row_a and "12.5" in row_a and "| 3 " in row_a.replace("3.0", "3 ") and "no DP" in row_a
     assert "0/1" in row_b and "not reached in 8" in row_b and "171.4" in row_b
+    assert row_c.endswith("| not covered |")  # a DP method whose epsilon no accountant covers is not "no DP"
     assert "not yet measured" in profile_report.to_target_table(table.iloc[0:0])
 
 

@@ -258,6 +258,15 @@ def privacy_table(statement: dict) -> str:
     return md_table(["", ""], rows) + (f"\n\nCaveats:\n{caveats}" if caveats else "")
 
 
+def _no_epsilon(variant: str) -> str:
+    """What the epsilon column says for a variant whose runs recorded no epsilon: "no DP" for a method
+    without a DP mechanism, "not covered" for a DP method (its run record says why: e.g. Gaussian shares
+    rounded per client, which the Gaussian accountant does not cover)."""
+    from medhe.fl.methods import get, parse_variant
+
+    return "not covered" if get(parse_variant(variant)[0]).dp else "no DP"
+
+
 def to_target_table(to_target: pd.DataFrame | None) -> str:
     """Per variant: macro-F1 after the paper's 3 rounds, how many seeds reached the target, and the mean
     rounds and MiB per client (uplink) to reach it over those seeds, and epsilon (``comm/to_target.csv``,
@@ -276,7 +285,7 @@ def to_target_table(to_target: pd.DataFrame | None) -> str:
         mib = num(hit["mib_up_to_target"].mean(), 1) if len(hit) else "—"
         eps = g["epsilon"].dropna()
         rows.append([variant, f"{len(hit)}/{len(g)}", pm(g["f1_macro_r3"].mean(), g["f1_macro_r3"].std()),
-                     rounds, mib, num(eps.mean(), 1) if len(eps) else "no DP"])
+                     rounds, mib, num(eps.mean(), 1) if len(eps) else _no_epsilon(variant)])
     return md_table(["variant", "seeds at target", "macro-F1 after 3 rounds", "rounds to target",
                      "MiB up per client to target", "epsilon"], rows)
 
