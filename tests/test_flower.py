@@ -94,9 +94,11 @@ def test_flower_ledger_matches_inprocess_bytes(flower_runs, inprocess_runs, meth
     exact = [i for i in want.index if i[2] in ("index", "context")]
     assert (got[exact] == want[exact]).all()
     cts = [i for i in want.index if i[2] == "ciphertext"]
-    # ciphertexts: a fresh key each run, so compressed sizes jitter by a few hundred bytes per client
+    # ciphertexts: a fresh key each run, so a ~331 kB zstd-compressed ciphertext's size jitters by up to
+    # ~1 % (and the downlink repeats one ciphertext per site); a missing or extra ciphertext in a cell
+    # of at most 30 would be off by more than 3 %
     rel = (got[cts] - want[cts]).abs() / want[cts]
-    assert rel.max() < 0.005, rel
+    assert rel.max() < 0.03, rel
 
 
 @pytest.mark.slow

@@ -105,8 +105,14 @@ def test_deployment_gives_the_inprocess_model_and_bytes(deployment, method):
         np.testing.assert_allclose(final, ref.final_weights, rtol=0, atol=1e-6)
     got = pd.read_csv(out / "bytes.csv").groupby(["round", "direction", "category"])["bytes"].sum()
     want = pd.DataFrame(ref.ledger.rows).groupby(["round", "direction", "category"])["bytes"].sum()
-    assert list(got.index) == list(want.index)
-    assert ((got - want).abs() / want).max() < 0.005
+    assert list(got.index) == list(want.index)  # the same messages, rounds and categories
+    exact = [i for i in want.index if i[2] != "ciphertext"]
+    assert (got[exact] == want[exact]).all()
+    cts = [i for i in want.index if i[2] == "ciphertext"]
+    # zstd-compressed ciphertexts under a fresh key: a ~331 kB ciphertext's size jitters by up to ~1 %
+    # (and the downlink repeats one ciphertext per site); a missing or extra ciphertext in a cell of at
+    # most 30 would be off by more than 3 %
+    assert ((got[cts] - want[cts]).abs() / want[cts]).max() < 0.03
     rec = json.loads((out / "run.json").read_text())
     assert set(rec["privacy"]["noise_source_by_site"].values()) == {"seeded"}
 
