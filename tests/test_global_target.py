@@ -194,12 +194,17 @@ def test_to_target_table_reads_each_seeds_reference(tmp_path, five_clients) -> N
     raw = five_clients.to_dict()
     raw["profile"] = "t"
     P = params.load_dict(raw)
-    for variant, seed in (("fedavg", 1), ("medhe_global_no_dp", 1)):
+    for variant, seed in (("fedavg", 1), ("medhe_global_no_dp", 1), ("medhe_no_packing", 1)):
         fl.run(P, method=variant, seed=seed, progress=False, out_dir=tmp_path / "t" / "target" / f"{variant}_s{seed}")
     table, curve = targets.to_target_table("t", fraction=0.9, root=tmp_path)
     ref = pd.read_csv(tmp_path / "t" / "target" / "fedavg_s1" / "history.csv")["f1_macro"].iloc[-1]
-    assert table["target"].tolist() == [pytest.approx(0.9 * ref)] * 2
-    assert set(table["variant"]) == {"fedavg", "medhe_global_no_dp"}
+    assert table["target"].tolist() == [pytest.approx(0.9 * ref)] * 3
+    assert set(table["variant"]) == {"fedavg", "medhe_global_no_dp", "medhe_no_packing"}
+    status = table.set_index("variant")["epsilon_status"].to_dict()
+    assert status == {"fedavg": "no DP", "medhe_global_no_dp": "no DP",
+                      "medhe_no_packing": "Gaussian accountant (RDP, PLD)"}
+    dp = pd.read_csv(tmp_path / "t" / "target" / "medhe_no_packing_s1" / "history.csv")
+    assert table.set_index("variant").loc["medhe_no_packing", "epsilon"] == dp["epsilon_rdp"].iloc[-1] > 0
     assert curve.groupby("variant")["cum_bytes_up_per_client"].apply(lambda s: s.is_monotonic_increasing).all()
     with pytest.raises(FileNotFoundError, match="fedavg_s2"):
         fl.run(P, method="topk", seed=2, progress=False, out_dir=tmp_path / "t" / "target" / "topk_s2")
@@ -229,17 +234,28 @@ def test_report_table_says_not_reached_and_averages_only_the_seeds_that_reached(
     from medhe import profile_report
 
     table = pd.DataFrame({
-        "variant": ["topk", "topk", "medhe_no_packing", "medhe"], "seed": [1, 2, 1, 1],
-        "reached": [True, False, False, False], "rounds_to_target": [3, np.nan, np.nan, np.nan],
-        "mib_up_to_target": [12.5, np.nan, np.nan, np.nan], "f1_macro_r3": [0.7, 0.5, 0.4, 0.4],
-        "rounds_run": [3, 8, 8, 8], "epsilon": [np.nan, np.nan, 171.4, np.nan]})
+        "variant": ["topk", "topk", "medhe_no_packing", "medhe", "medhe_dpsgd", "medhe_no_dp"],
+        "seed": [1, 2, 1, 1, 1, 1],
+        "reached": [True, False, False, False, False, False], "rounds_to_target": [3] + [np.nan] * 5,
+        "mib_up_to_target": [12.5] + [np.nan] * 5, "f1_macro_r3": [0.7, 0.5, 0.4, 0.4, 0.4, 0.4],
+        "rounds_run": [3, 8, 8, 8, 8, 8], "epsilon": [np.nan, np.nan, 171.4, np.nan, np.nan, np.nan],
+        "epsilon_record": [np.nan] * 4 + [2.96, np.nan],
+        "epsilon_status": ["no DP", "no DP", "Gaussian accountant (RDP, PLD)",
+                           "not covered: Gaussian shares rounded per client (packed CKKS)", targets.RECORD_LEVEL,
+                           "no DP"]})
     text = profile_report.to_target_table(table)
-    row_a = next(line for line in text.splitlines() if line.startswith("| topk "))
-    row_b = next(line for line in text.splitlines() if line.startswith("| medhe_no_packing "))
-    row_c = next(line for line in text.splitlines() if line.startswith("| medhe "))
-    assert "1/2" in row_a and "12.5" in row_a and "| 3 " in row_a.replace("3.0", "3 ") and "no DP" in row_a
-    assert "0/1" in row_b and "not reached in 8" in row_b and "171.4" in row_b
-    assert row_c.endswith("| not covered |")  # a DP method whose epsilon no accountant covers is not "no DP"
+    row = {v: next(line for line in text.splitlines() if line.startswith(f"| {v} ")) for v in table["variant"]}
+    assert "1/2" in row["topk"] and "12.5" in row["topk"] and "| 3 " in row["topk"].replace("3.0", "3 ")
+    assert row["topk"].endswith("| no DP |")
+    assert "0/1" in row["medhe_no_packing"] and "not reached in 8" in row["medhe_no_packing"]
+    assert row["medhe_no_packing"].endswith("| 171.4 |")
+    # read from the runs, not from the method's name: a DP method whose epsilon no accountant covers is
+    # not "no DP", record-level DP-SGD has its own epsilon, and a DP method run without noise is "no DP"
+    assert row["medhe"].endswith("| not covered |")
+    assert row["medhe_dpsgd"].endswith("| 3.0 per record |")
+    assert row["medhe_no_dp"].endswith("| no DP |")
+    assert profile_report.to_target_table(table.drop(columns=["epsilon_record", "epsilon_status"])).count(
+        "not recorded") == 4
     assert "not yet measured" in profile_report.to_target_table(table.iloc[0:0])
 
 

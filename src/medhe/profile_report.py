@@ -258,20 +258,29 @@ def privacy_table(statement: dict) -> str:
     return md_table(["", ""], rows) + (f"\n\nCaveats:\n{caveats}" if caveats else "")
 
 
-def _no_epsilon(variant: str) -> str:
-    """What the epsilon column says for a variant whose runs recorded no epsilon: "no DP" for a method
-    without a DP mechanism, "not covered" for a DP method (its run record says why: e.g. Gaussian shares
-    rounded per client, which the Gaussian accountant does not cover)."""
-    from medhe.fl.methods import get, parse_variant
+def _epsilon_cell(g: pd.DataFrame) -> str:
+    """The epsilon column of one variant, from what its runs recorded (``comm/to_target.csv``): the mean
+    client-level epsilon where an accountant covers the release, else the mean record-level epsilon, else
+    "not covered" (a DP mechanism no accountant covers; the run record says why) or "no DP"."""
+    from medhe.privacy import NOT_COVERED
 
-    return "not covered" if get(parse_variant(variant)[0]).dp else "no DP"
+    eps = g["epsilon"].dropna()
+    if len(eps):
+        return num(eps.mean(), 1)
+    record = g["epsilon_record"].dropna() if "epsilon_record" in g else pd.Series(dtype=float)
+    if len(record):
+        return f"{num(record.mean(), 1)} per record"
+    if "epsilon_status" not in g:
+        return "not recorded"
+    status = g["epsilon_status"].astype(str)
+    return NOT_COVERED if status.str.startswith(NOT_COVERED).any() else "no DP"
 
 
 def to_target_table(to_target: pd.DataFrame | None) -> str:
     """Per variant: macro-F1 after the paper's 3 rounds, how many seeds reached the target, and the mean
-    rounds and MiB per client (uplink) to reach it over those seeds, and epsilon (``comm/to_target.csv``,
-    :func:`medhe.targets.to_target_table`). A variant no seed brought to the target says so, with its
-    budget; without the file, says so.
+    rounds and MiB per client (uplink) to reach it over those seeds, and epsilon as the runs recorded it
+    (``comm/to_target.csv``, :func:`medhe.targets.to_target_table`). A variant no seed brought to the
+    target says so, with its budget; without the file, says so.
     """
     if to_target is None or not len(to_target):
         return "not yet measured (`comm/to_target.csv` absent or empty)"
@@ -283,9 +292,8 @@ def to_target_table(to_target: pd.DataFrame | None) -> str:
         if "reference_learned" in g and not g["reference_learned"].astype(bool).any():
             rounds = "no target: FedAvg's reference did not learn"
         mib = num(hit["mib_up_to_target"].mean(), 1) if len(hit) else "—"
-        eps = g["epsilon"].dropna()
         rows.append([variant, f"{len(hit)}/{len(g)}", pm(g["f1_macro_r3"].mean(), g["f1_macro_r3"].std()),
-                     rounds, mib, num(eps.mean(), 1) if len(eps) else _no_epsilon(variant)])
+                     rounds, mib, _epsilon_cell(g)])
     return md_table(["variant", "seeds at target", "macro-F1 after 3 rounds", "rounds to target",
                      "MiB up per client to target", "epsilon"], rows)
 

@@ -26,15 +26,17 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["target_value", "to_target", "curves", "to_target_table", "reference_target", "PAPER_ROUNDS",
-           "TABLE_COLUMNS", "CURVE_COLUMNS"]
+__all__ = ["target_value", "to_target", "curves", "to_target_table", "reference_target", "epsilon_fields",
+           "PAPER_ROUNDS", "TABLE_COLUMNS", "CURVE_COLUMNS", "NO_DP", "RECORD_LEVEL"]
 
 PAPER_ROUNDS = 3  # the paper's round count: f1_macro_r3 is the paper's comparison
 LEARNED_MARGIN = 0.02  # the reference must beat the majority class's macro-F1 by this much (the ledger's margin)
 TABLE_COLUMNS = ("variant", "method", "seed", "sparsity", "reference_learned", "target", "rounds_run", "final_f1_macro",
                  "f1_macro_r3",
                  "reached", "rounds_to_target", "bytes_up_to_target", "bytes_updown_to_target", "epsilon",
-                 "num_params", "mib_up_to_target")
+                 "epsilon_record", "epsilon_status", "num_params", "mib_up_to_target")
+NO_DP = "no DP"  # the epsilon status of a run that released without a DP mechanism
+RECORD_LEVEL = "record-level DP-SGD in each client (Opacus accountant, largest epsilon over clients)"
 CURVE_COLUMNS = ("variant", "method", "seed", "round", "f1_macro", "accuracy", "cum_bytes_up_per_client",
                  "cum_bytes_updown_per_client", "target")
 
@@ -99,6 +101,27 @@ def curves(history: pd.DataFrame) -> pd.DataFrame:
     return h
 
 
+def epsilon_fields(history: pd.DataFrame) -> dict:
+    """What a run's last round says of its privacy: client-level epsilon (RDP), record-level epsilon
+    (the largest over clients) and the status the run recorded (``epsilon_status``: which accountant
+    covers the release, or why none does). A run without a DP mechanism records neither; its status
+    is ``NO_DP``.
+
+    >>> epsilon_fields(pd.DataFrame({"round": [0, 1], "epsilon_rdp": [float("nan"), 2.5],
+    ...                              "epsilon_status": [float("nan"), "Gaussian accountant (RDP, PLD)"]}))
+    {'epsilon': 2.5, 'epsilon_record': nan, 'epsilon_status': 'Gaussian accountant (RDP, PLD)'}
+    >>> epsilon_fields(pd.DataFrame({"round": [0, 1]}))["epsilon_status"]
+    'no DP'
+    """
+    last = history.iloc[-1]
+    eps = float(last["epsilon_rdp"]) if "epsilon_rdp" in history.columns else math.nan
+    record = float(last["epsilon_record_max"]) if "epsilon_record_max" in history.columns else math.nan
+    status = last["epsilon_status"] if "epsilon_status" in history.columns else None
+    if not isinstance(status, str):
+        status = RECORD_LEVEL if math.isfinite(record) else NO_DP
+    return {"epsilon": eps, "epsilon_record": record, "epsilon_status": status}
+
+
 def _variant_seed(run_dir: Path) -> tuple[str, int]:
     variant, _, seed = run_dir.name.rpartition("_s")
     return variant, int(seed)
@@ -127,11 +150,10 @@ def to_target_table(profile: str, *, fraction: float, root: str | Path = "result
             target = math.nan
         hist = pd.read_csv(run_dir / "history.csv")
         record = json.loads((run_dir / "run.json").read_text())
-        eps = hist["epsilon_rdp"].iloc[-1] if "epsilon_rdp" in hist.columns else math.nan
         rows.append({"variant": variant, "method": record["method"], "seed": seed,
                      "sparsity": record["params"]["sparsify"]["sparsity"], "reference_learned": learned,
                      **to_target(hist, target=target),
-                     "epsilon": float(eps), "num_params": record.get("num_params"),
+                     **epsilon_fields(hist), "num_params": record.get("num_params"),
                      "mib_up_to_target": math.nan})
         rows[-1]["mib_up_to_target"] = rows[-1]["bytes_up_to_target"] / 2**20
         frames.append(curves(hist).assign(variant=variant, seed=seed, target=target))
