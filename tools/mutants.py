@@ -135,6 +135,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "  wait\n  save_lock\n", "  wait\n",
            ("tests/test_repro.py", "-k", "interrupted"),
            "an interrupted make repro does not save the finished stages"),
+    Mutant("comm-stage-misses-targets", "dvc.yaml",
+           "      - src/medhe/targets.py\n      - src/medhe/results.py\n      - src/medhe/report.py\n      - results/${profile}/runs\n      - results/${profile}/papersize",
+           "      - src/medhe/results.py\n      - src/medhe/report.py\n      - results/${profile}/runs\n      - results/${profile}/papersize",
+           ("tests/test_dvc_deps.py", "-k", "every_stage"),
+           "the comm stage does not rerun when medhe.targets changes"),
 )
 
 
