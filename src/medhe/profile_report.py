@@ -263,6 +263,7 @@ def _epsilon_cell(g: pd.DataFrame) -> str:
     client-level epsilon where an accountant covers the release, else the mean record-level epsilon, else
     "not covered" (a DP mechanism no accountant covers; the run record says why) or "no DP"."""
     from medhe.privacy import NOT_COVERED
+    from medhe.targets import NO_DP
 
     eps = g["epsilon"].dropna()
     if len(eps):
@@ -272,8 +273,10 @@ def _epsilon_cell(g: pd.DataFrame) -> str:
         return f"{num(record.mean(), 1)} per record"
     if "epsilon_status" not in g:
         return "not recorded"
-    status = g["epsilon_status"].astype(str)
-    return NOT_COVERED if status.str.startswith(NOT_COVERED).any() else "no DP"
+    status = set(g["epsilon_status"].astype(str))
+    if any(s.startswith(NOT_COVERED) for s in status):
+        return NOT_COVERED
+    return NO_DP if status == {NO_DP} else "; ".join(sorted(status - {NO_DP}))
 
 
 def to_target_table(to_target: pd.DataFrame | None) -> str:
