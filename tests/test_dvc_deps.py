@@ -1,5 +1,6 @@
-"""dvc.yaml's training stages depend on every medhe module a training run imports, so that changing
-any of them reruns training (and nothing it does not import, so that a report change does not)."""
+"""dvc.yaml's stages depend on every medhe module their code imports, so that changing one reruns them:
+training stages on what a run imports at run time (and nothing else, so that a report change does not
+rerun training), every stage on what its code can import, read statically."""
 
 from __future__ import annotations
 
