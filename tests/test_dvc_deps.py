@@ -148,3 +148,15 @@ def test_every_stage_depends_on_every_medhe_module_its_code_can_import() -> None
         if lost:
             missing[name] = lost
     assert missing == {}
+
+
+def test_bytecode_caches_are_not_part_of_a_code_dependency() -> None:
+    # a directory dependency (src/medhe/fl) is hashed file by file: a __pycache__ written by an import
+    # must not change it, or every stage depending on the directory reruns after `make test`
+    from dvc.repo import Repo
+
+    ignore = Repo(str(ROOT)).dvcignore
+    for folder in ("src/medhe/fl", "src/medhe/flower", "src/medhe/ckks"):
+        assert ignore.is_ignored_dir(str(ROOT / folder / "__pycache__")), folder
+        assert ignore.is_ignored_file(str(ROOT / folder / "engine.cpython-311.pyc")), folder
+        assert not ignore.is_ignored_file(str(ROOT / folder / "__init__.py")), folder
