@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?= quick
 STAMP  := $(VENV)/.medhe-installed
 
-.PHONY: setup repro test test-fast test-core coverage mutants bench clean-venv
+.PHONY: setup repro status test test-fast test-core coverage mutants bench clean-venv
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ repro: setup
 	@# tools/repro.sh keeps one DVC lock per profile (locks/<profile>.lock), saved on every exit,
 	@# so a stopped run resumes where it stopped
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" HF_HUB_OFFLINE=1 bash tools/repro.sh $(PROFILE)
+
+status: setup  # which stages of PROFILE ran on older code or parameters, or never ran, and what changed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/stage_status.py $(PROFILE)
 
 test: setup
 	HF_HUB_OFFLINE=1 MEDHE_TEST_TIMES=$(if $(RECORD),results/test_time.json,) $(PY) -m pytest -q

@@ -9,7 +9,9 @@ rebuilt from ``results/<profile>/`` by the renderer of its kind:
 - ``train-time``: the training runs' wall time summed from every ``results/<profile>/*/*/run.json``;
 - ``ledger``: the claims ledger's verdict table (``results/<profile>/claims.csv``);
 - ``to-target``: macro-F1 after 3 rounds, rounds and MiB per client to the target accuracy, and
-  epsilon, per method (``results/<profile>/comm/to_target.csv``).
+  epsilon, per method (``results/<profile>/comm/to_target.csv``);
+- ``stale``: the stages whose committed results ran on older code or parameters, or never ran
+  (``tools/stage_status.py``: ``dvc status`` against ``locks/<profile>.lock``).
 
 A missing file renders as "not yet measured", never as a typed number.
 
@@ -29,6 +31,9 @@ from pathlib import Path
 import pandas as pd
 
 from medhe import profile_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stage_status  # noqa: E402  (the sibling script)
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- (?P<kind>[a-z-]+):(?P<profile>[a-z]+):begin -->\n.*?<!-- (?P=kind):(?P=profile):end -->",
@@ -107,8 +112,14 @@ def to_target(profile: str, root: Path) -> str:
     return table
 
 
+def stale(profile: str, root: Path) -> str:
+    """How many of the profile's stages ran on older code or parameters, or never ran, per stage family."""
+    stages, old = stage_status.stage_status(profile, root=root)
+    return f"- profile `{profile}`: {stage_status.summary(stages, old)}"
+
+
 RENDERERS: dict[str, Callable[[str, Path], str]] = {"times": times, "train-time": train_time, "ledger": ledger,
-                                                    "to-target": to_target}
+                                                    "to-target": to_target, "stale": stale}
 
 
 def regenerate(text: str, *, root: Path = ROOT) -> str:
