@@ -28,6 +28,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # what a stage can name: its code and notebooks, the claims, and the profile's own results and figures
@@ -99,10 +101,11 @@ def stage_status(profile: str, *, root: Path = ROOT) -> tuple[list[str], dict[st
         _scratch_copy(profile, root, scratch)
         stages = _dvc(["stage", "list", "--name-only"], scratch).split()
         status = json.loads(_dvc(["status", "--json"], scratch) or "{}")
-        lock = (scratch / "dvc.lock").read_text() if (scratch / "dvc.lock").is_file() else ""
+        lock_file = scratch / "dvc.lock"
+        recorded = yaml.safe_load(lock_file.read_text())["stages"] if lock_file.is_file() else {}
     stale = {}
     for stage in stages:
-        if f"\n  {stage}:\n" not in lock:
+        if stage not in recorded:
             stale[stage] = [NEVER_RUN]
         elif reasons := _reasons(status.get(stage, [])):
             stale[stage] = reasons
