@@ -1,20 +1,18 @@
 """The random top-k decryption benchmark (benchmarks/bench_ckks_topk.py) counts what it says it counts."""
 
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import repo_scripts
 from medhe import ckks, params
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_tables from beside it
-_spec = importlib.util.spec_from_file_location("bench_ckks_topk", ROOT / "benchmarks" / "bench_ckks_topk.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = repo_scripts.load("benchmarks/bench_ckks_topk.py")
 
 P = params.load(ROOT / "profiles" / "quick.yaml")
 SMALL = dict(trials=2, clients=5, size=20_000, sparsity=0.9, seed=3)

@@ -1,13 +1,10 @@
 """The benchmarks' shared output helpers (benchmarks/bench_tables.py)."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_tables", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tables.py")
-bench_tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_tables)
+import repo_scripts
+
+bench_tables = repo_scripts.load("benchmarks/bench_tables.py")
 
 
 def test_markdown_formats_numbers_and_leaves_missing_cells_empty():

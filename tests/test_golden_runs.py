@@ -8,7 +8,6 @@ exactly (history, every ledger row, final weights bit for bit); CKKS within its 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -16,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import repo_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "fl_runs.json").read_text())
-_spec = importlib.util.spec_from_file_location("golden_runs", ROOT / "tools" / "golden_runs.py")
-golden_runs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(golden_runs)
+golden_runs = repo_scripts.load("tools/golden_runs.py")
 
 # per ledger row (a client's ciphertexts of one block): SEAL compresses each fresh random ciphertext
 # differently. Measured over 40 draws at N = 8192: uploads 330.5-331.9 kB, a 3-client packed sum 330.3-333.2 kB

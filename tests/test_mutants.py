@@ -1,17 +1,14 @@
 """The mutation check (tools/mutants.py) stays applicable: each mutant still finds its line in the code."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+import repo_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("mutants", ROOT / "tools" / "mutants.py")
-mutants = importlib.util.module_from_spec(_spec)
-sys.modules["mutants"] = mutants  # dataclasses resolve their module
-_spec.loader.exec_module(mutants)
+mutants = repo_scripts.load("tools/mutants.py")
 
 
 @pytest.mark.parametrize("m", mutants.MUTANTS, ids=lambda m: m.name)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import repo_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -26,11 +28,7 @@ def test_notebook_is_clean_thin_and_parameterised(path):
 
 
 def test_notebooks_match_their_generator():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = repo_scripts.load("tools/make_notebooks.py")
     assert {p.stem for p in NOTEBOOKS} == set(mod.NOTEBOOKS)
 
 
@@ -49,12 +47,7 @@ def test_papermill_sees_every_parameter(path):
 
 
 def _register_kernel_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("register_kernel", ROOT / "tools" / "register_kernel.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return repo_scripts.load("tools/register_kernel.py")
 
 
 def test_notebooks_name_the_kernel_make_setup_registers_inside_the_environment(tmp_path):

@@ -3,21 +3,18 @@ tree free of machine paths."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import repo_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools" / "readme_tables.py")
-readme_tables = importlib.util.module_from_spec(SPEC)
-sys.modules["readme_tables"] = readme_tables
-SPEC.loader.exec_module(readme_tables)
+readme_tables = repo_scripts.load("tools/readme_tables.py")
 
 
 def test_readme_blocks_are_what_the_results_files_give() -> None:

@@ -3,16 +3,13 @@ profile's own lock), so a ledger built on out-of-date runs says so."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
+import repo_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("stage_status", ROOT / "tools" / "stage_status.py")
-stage_status = importlib.util.module_from_spec(SPEC)
-sys.modules["stage_status"] = stage_status
-SPEC.loader.exec_module(stage_status)
+stage_status = repo_scripts.load("tools/stage_status.py")
 
 
 def test_the_committed_quick_results_are_what_the_current_code_computes() -> None:
