@@ -14,14 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(relpath: str) -> ModuleType:
-    """The module of the script at ``relpath`` (from the repository root), registered in ``sys.modules``
-    under its file name so that dataclasses and pickling resolve it."""
+    """The module of the script at ``relpath`` (from the repository root), loaded as ``python relpath``
+    runs it: its folder is on ``sys.path`` (for the modules beside it), and it is registered in
+    ``sys.modules`` under its file name (so that dataclasses and pickling resolve it)."""
     path = ROOT / relpath
     if not path.is_file():
         raise FileNotFoundError(f"no script {relpath!r} under the repository root {ROOT}")
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     name = path.stem
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
-        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -1,7 +1,6 @@
 """The random top-k decryption benchmark (benchmarks/bench_ckks_topk.py) counts what it says it counts."""
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import repo_scripts
 from medhe import ckks, params
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports bench_tables from beside it
 bench = repo_scripts.load("benchmarks/bench_ckks_topk.py")
 
 P = params.load(ROOT / "profiles" / "quick.yaml")
