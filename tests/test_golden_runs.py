@@ -1,9 +1,16 @@
 """The federated loop gives the results recorded before the protocol was split into roles.
 
 ``tests/golden/fl_runs.json`` was written by ``tools/golden_runs.py`` with the code before the split
-(one function per transport ran both sides). Every case reruns here: plaintext and BFV must match
-exactly (history, every ledger row, final weights bit for bit); CKKS within its run-to-run error
-(SEAL's encryption noise and its compression of each fresh random ciphertext).
+(one function per transport ran both sides). Every case reruns here. Every message of the byte ledger
+must be the same, byte for byte, except ciphertexts, which SEAL compresses differently on each draw.
+Plaintext and BFV must match within float32 rounding (history and final weights); CKKS within its
+run-to-run error (SEAL's encryption noise).
+
+Not bit for bit: torch and OpenBLAS choose their float32 kernels by CPU (AVX2, AVX-512, none), so the
+same seed gives the same run on one host but differs in the last bits between hosts. Measured on the
+plaintext and BFV cases, ``ATEN_CPU_CAPABILITY=default`` against AVX2: metrics within 2.7e-7 relative
+(values near 0, such as a clipped fraction of 1e-9, within 1e-8 absolute), final weights within
+2.7e-7 of the last round's model change. The tolerances below leave a margin of about 40.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ golden_runs = repo_scripts.load("tools/golden_runs.py")
 # (a spread of 0.9 %); BFV rows of 34 kB within 200 B.
 CIPHERTEXT_RTOL, CIPHERTEXT_ATOL = 0.015, 400
 METRICS = ("f1_macro", "accuracy", "loss", "model_change_l2")
+# plaintext and BFV: float32 rounding of another CPU's kernels (see the module docstring)
+FLOAT_RTOL, FLOAT_ATOL = 1e-5, 1e-7
 
 
 def test_golden_covers_every_case():
@@ -54,23 +63,22 @@ def test_run_matches_golden(case):
     old = GOLDEN[case]
     new = golden_runs.run_case(case)
     assert [sorted(h) for h in new["history"]] == [sorted(h) for h in old["history"]]
-    if old["encryption"] == "none":  # plaintext: everything, bit for bit
-        assert new["final_weights_sha256"] == old["final_weights_sha256"]
+    exact_transport = old["encryption"] in ("none", "bfv")  # no encryption noise: only float32 rounding
+    if old["encryption"] == "none":
         assert new["ledger"] == old["ledger"]
-        assert new["history"] == old["history"]
-        return
-    _check_ledger(old["ledger"], new["ledger"])
+    else:
+        _check_ledger(old["ledger"], new["ledger"])
     for h_old, h_new in zip(old["history"], new["history"]):
         for key, value in h_old.items():
             if key.startswith("bytes_") and ("ciphertext" in key or key.endswith("_per_client")):
                 assert _close(value, h_new[key], rtol=2 * CIPHERTEXT_RTOL, atol=2 * CIPHERTEXT_ATOL), (key, value, h_new[key])
-            elif old["encryption"] == "bfv" or key.startswith("bytes_"):  # BFV: exact integer sums
+            elif key.startswith("bytes_") or isinstance(value, (str, int)):  # counts, names: exact
                 assert h_new[key] == value, (key, value, h_new[key])
+            elif exact_transport:
+                assert _close(value, h_new[key], rtol=FLOAT_RTOL, atol=FLOAT_ATOL), (key, value, h_new[key])
             elif key in METRICS:
                 assert _close(value, h_new[key], rtol=1e-4, atol=1e-6), (key, value, h_new[key])
-    if old["encryption"] == "bfv":
-        assert new["final_weights_sha256"] == old["final_weights_sha256"]
-        return
     w_old, w_new = np.asarray(old["final_weights"]), np.asarray(new["final_weights"])
-    moved = old["history"][-1]["model_change_l2"]  # the scale of the updates
-    assert np.linalg.norm(w_new - w_old) <= 1e-4 * max(moved, 1e-12) + 1e-6, np.linalg.norm(w_new - w_old)
+    moved = max(old["history"][-1]["model_change_l2"], 1e-12)  # the scale of the updates
+    rtol = FLOAT_RTOL if exact_transport else 1e-4
+    assert np.linalg.norm(w_new - w_old) <= rtol * moved + 1e-6, np.linalg.norm(w_new - w_old)

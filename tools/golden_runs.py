@@ -8,7 +8,7 @@ union/dense/global, the split head, adaptive clipping, record-level DP), and wri
 
     PYTHONPATH=src python tools/golden_runs.py tests/golden/fl_runs.json
 
-``tests/test_golden_runs.py`` reruns the same cases and compares: exactly for plaintext and BFV,
+``tests/test_golden_runs.py`` reruns the same cases and compares: within float32 rounding for plaintext and BFV,
 within CKKS's run-to-run error for CKKS.
 """
 
