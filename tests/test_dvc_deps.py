@@ -160,3 +160,14 @@ def test_bytecode_caches_are_not_part_of_a_code_dependency() -> None:
         assert ignore.is_ignored_dir(str(ROOT / folder / "__pycache__")), folder
         assert ignore.is_ignored_file(str(ROOT / folder / "engine.cpython-311.pyc")), folder
         assert not ignore.is_ignored_file(str(ROOT / folder / "__init__.py")), folder
+
+
+def test_report_stage_depends_on_every_results_group_whose_run_records_it_reads() -> None:
+    # the report's wall-time table sums run.json of every group in medhe.results.GROUPS; a group missing
+    # from the stage's deps leaves a committed REPORT.md stale when only that group reruns
+    sys.path.insert(0, str(ROOT / "src"))
+    from medhe import results
+
+    deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]["deps"])
+    missing = [g for g in results.GROUPS if f"results/${{profile}}/{g}" not in deps]
+    assert not missing, f"report stage lacks deps on results groups {missing}"
