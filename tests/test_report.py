@@ -261,3 +261,10 @@ def test_mia_tables_worst_case_over_the_papers_attacks_and_over_all(tmp_path: Pa
     assert row["max_auc"] == 0.75 and row["max_tpr_at_1pct_fpr"] == pytest.approx(0.075)
     with pytest.raises(FileNotFoundError, match="no mia.csv under .*lira"):
         report.mia_tables(PROFILE, root=tmp_path, group="lira")
+    # a run written before the calibration split existed is named, not silently mixed in
+    folder = write_run(tmp_path, "runs", method="medhe", seed=1, up=[MIB])
+    write_mia(folder, method="medhe", seed=1, rates=rates, aucs=aucs)
+    frame = pd.read_csv(folder / "mia.csv").drop(columns="calibration_success_rate")
+    frame.to_csv(folder / "mia.csv", index=False)
+    with pytest.raises(ValueError, match=r"\['medhe_s1'\] .* no calibration_success_rate"):
+        report.mia_tables(PROFILE, root=tmp_path)

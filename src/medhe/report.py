@@ -114,6 +114,11 @@ def mia_tables(profile: str, *, root: str | Path = "results", group: str = "runs
     if "calibration_success_rate" not in attacks.columns:
         raise ValueError(f"mia.csv under {folder} lacks calibration_success_rate (the worst case is chosen on the "
                          "calibration split): rerun the train stages")
+    old = attacks[attacks["calibration_success_rate"].isna()]
+    if len(old):
+        runs = sorted({f"{m}_s{s}" for m, s in zip(old["method"], old["seed"])})
+        raise ValueError(f"runs {runs} under {folder} have no calibration_success_rate (written by older code; the "
+                         f"worst case is chosen on the calibration split): rerun their stages ({group})")
     rows = []
     for (method, seed), g in attacks.groupby(["method", "seed"]):
         # the worst case is chosen on the calibration split, then reported on the evaluation split
