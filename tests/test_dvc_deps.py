@@ -165,7 +165,6 @@ def test_bytecode_caches_are_not_part_of_a_code_dependency() -> None:
 def test_report_stage_depends_on_every_results_group_whose_run_records_it_reads() -> None:
     # the report's wall-time table sums run.json of every group in medhe.results.GROUPS; a group missing
     # from the stage's deps leaves a committed REPORT.md stale when only that group reruns
-    sys.path.insert(0, str(ROOT / "src"))
     from medhe import results
 
     deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]["deps"])
