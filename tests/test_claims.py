@@ -443,6 +443,21 @@ def test_mia_is_not_judged_when_medhe_did_not_learn_and_says_why(tmp_path):
     assert measured == "fedavg 0.598 (macro-F1 0.690); medhe 0.508 (macro-F1 0.434)"
 
 
+def test_mia_note_gives_the_class_prior_model_on_the_same_splits_and_beside_each_lira_target(tmp_path):
+    summary = [{"method": m, "seed": seed, "worst_success_rate": 0.5, "prior_success_rate": p, "prior_auc": 0.5}
+               for m in ("medhe", "fedavg") for seed, p in ((42, 0.5), (43, 0.48))]
+    lira = [{"method": m, "seed": 42, "attack": "lira_offline", "auc": auc, "tpr_at_1pct_fpr": float("nan")}
+            for m, auc in (("fedavg", 0.721), ("medhe", 0.412))]
+    lira_summary = [{"method": m, "seed": 42, "prior_auc": 0.447} for m in ("fedavg", "medhe")]
+    _, verdict, note = _judge(tmp_path, "mia", {
+        "mia/summary.csv": summary, "mia/lira_attacks.csv": lira, "mia/lira_summary.csv": lira_summary,
+        "stats/trials.csv": _trials(medhe=STUCK, fedavg=LEARNS)}, "t", {})
+    assert verdict == NT
+    assert ("a model that outputs the class prior scores 0.490 on the same splits (mean over 2 seeds, range 0.480 "
+            "to 0.500): the label mix alone") in note
+    assert "medhe AUC 0.412 TPR@1%FPR nan (class-prior model on the same split: AUC 0.447)" in note
+
+
 def test_p_value_reports_tost_ci_and_the_t_test_beside_it(tmp_path):
     files = _paired([-0.10, -0.12, -0.14, -0.13, -0.11])
     trials = pd.DataFrame(files["stats/trials.csv"])

@@ -65,6 +65,26 @@ def test_scale_table_in_milliseconds_with_the_final_macro_f1() -> None:
         ["medhe", "5", "331,000", "5.0", "0.900"], ["medhe", "20", "331,000", "12.0", ""]]
 
 
+def test_mia_table_shows_the_class_prior_model_beside_the_attacks_when_the_mia_stage_wrote_it() -> None:
+    summary = pd.DataFrame({"method": ["fedavg", "fedavg", "medhe"], "seed": [42, 43, 42],
+                            "worst_success_rate": [0.6, 0.5, 0.5], "max_auc": [0.7, 0.6, 0.45],
+                            "max_tpr_at_1pct_fpr": [0.02, 0.04, 0.0]})
+    assert _rows(pr.mia_table(summary))[0] == ["fedavg", "2", "0.550 ± 0.071", "0.650 ± 0.071", "0.030"]
+    summary["prior_success_rate"], summary["prior_auc"] = [0.5, 0.5, 0.5], [0.45, 0.55, 0.45]
+    assert _rows(pr.mia_table(summary))[0][-2:] == ["0.500 ± 0.000", "0.500 ± 0.071"]
+
+
+def test_lira_table_ends_each_targets_rows_with_the_class_prior_model() -> None:
+    row = {"seed": 42, "success_rate": 0.5, "auc": 0.5, "auc_ci_low": 0.4, "auc_ci_high": 0.6, "tpr_at_1pct_fpr": None}
+    attacks = pd.DataFrame([{**row, "method": m, "attack": a} for m in ("fedavg", "medhe")
+                            for a in ("confidence", "lira_offline")])
+    prior = pd.DataFrame([{**row, "method": m, "attack": "class_prior", "auc": 0.447} for m in ("fedavg", "medhe")])
+    got = [(r[0], r[2]) for r in _rows(pr.lira_table(attacks, prior))]
+    assert got == [("fedavg", "confidence"), ("fedavg", "lira_offline"), ("fedavg", "class_prior"),
+                   ("medhe", "confidence"), ("medhe", "lira_offline"), ("medhe", "class_prior")]
+    assert len(_rows(pr.lira_table(attacks))) == 4
+
+
 def test_security_table_joins_the_measured_packing_limits_by_parameter_set() -> None:
     security = pd.DataFrame({"label": ["paper", "default"], "poly_modulus_degree": [8192, 8192],
                              "coeff_mod_bit_sizes": ["[60, 60, 60, 60]", "[60, 40, 40, 60]"], "total_bits": [240, 200],

@@ -522,8 +522,22 @@ def _lira_note(m: Measured) -> str:
     if lira is None or not len(lira[lira["attack"] == "lira_offline"]):
         return ""
     rows = lira[lira["attack"] == "lira_offline"].groupby("method")[["auc", "tpr_at_1pct_fpr"]].mean()
+    summary = m.csv("mia/lira_summary.csv")
+    prior = (summary.groupby("method")["prior_auc"].mean() if summary is not None and "prior_auc" in summary
+             else pd.Series(dtype=float))
     return "offline LiRA (one target each; not judged): " + ", ".join(
-        f"{k} AUC {r.auc:.3f} TPR@1%FPR {r.tpr_at_1pct_fpr:.3f}" for k, r in rows.iterrows())
+        f"{k} AUC {r.auc:.3f} TPR@1%FPR {r.tpr_at_1pct_fpr:.3f}"
+        + (f" (class-prior model on the same split: AUC {prior[k]:.3f})" if k in prior.index else "")
+        for k, r in rows.iterrows())
+
+
+def _prior_note(mia: pd.DataFrame) -> str:
+    """What a model that outputs the class prior scores on the same splits (the label mix alone)."""
+    if "prior_success_rate" not in mia:
+        return ""
+    per_seed = mia.groupby("seed")["prior_success_rate"].first()
+    return (f"a model that outputs the class prior scores {per_seed.mean():.3f} on the same splits (mean over "
+            f"{len(per_seed)} seeds, range {per_seed.min():.3f} to {per_seed.max():.3f}): the label mix alone")
 
 
 def _mia_gap_rule(c, m, *, low: str, high: str, low_key: str, high_key: str, extra: str = "", every: bool = True):
@@ -536,7 +550,7 @@ def _mia_gap_rule(c, m, *, low: str, high: str, low_key: str, high_key: str, ext
     f1 = {k: _summary(m, k, "f1_macro") for k in means.index}
     shown = "; ".join(f"{k} {v:.3f}" + ("" if f1[k] is None else f" (macro-F1 {f1[k]['mean']:.3f})")
                       for k, v in means.items() if every or k in (low, high))
-    notes = [f"{int(mia['seed'].nunique())} trials", _lira_note(m), untrained(m, list(means.index))]
+    notes = [f"{int(mia['seed'].nunique())} trials", _prior_note(mia), _lira_note(m), untrained(m, list(means.index))]
     ok_learned, why = _gate(m, [low, high])
     if not ok_learned:
         return shown, NOT_TESTABLE, _join(f"privacy is compared only between models that learned; {why}", *notes, extra)
@@ -549,7 +563,8 @@ def rule_mia(c, m):
     attacks), mean over trials. Judged only if both medhe and fedavg learned (accuracy above the majority class
     by the stated margin on every seed, or on the mean with a 95 % CI): a model that did not learn leaks little
     because it knows little. Then reproduced if MedHE's is lower than FedAvg's by at least half the claimed
-    gap. Every method's rate is shown with its mean macro-F1."""
+    gap. Every method's rate is shown with its mean macro-F1; the note gives what a model that outputs the class
+    prior (and so knows no record) scores on the same splits."""
     return _mia_gap_rule(c, m, low="medhe", high="fedavg", low_key="medhe", high_key="fedavg")
 
 

@@ -120,18 +120,28 @@ def paired_tests_table(tests: pd.DataFrame) -> str:
 
 
 def mia_table(summary: pd.DataFrame) -> str:
-    """Membership inference per method, over trials: worst case of the paper's four attacks, best AUC."""
+    """Membership inference per method, over trials: worst case of the paper's four attacks, best AUC, and
+    (where the mia stage wrote it) the class-prior model's success on the same splits."""
+    prior = "prior_success_rate" in summary
     rows = [[method, str(len(g)), pm(g["worst_success_rate"].mean(), g["worst_success_rate"].std()),
-             pm(g["max_auc"].mean(), g["max_auc"].std()), num(g["max_tpr_at_1pct_fpr"].mean())]
+             pm(g["max_auc"].mean(), g["max_auc"].std()), num(g["max_tpr_at_1pct_fpr"].mean()),
+             *([pm(g["prior_success_rate"].mean(), g["prior_success_rate"].std()),
+                pm(g["prior_auc"].mean(), g["prior_auc"].std())] if prior else [])]
             for method, g in summary.groupby("method", sort=False)]
     return md_table(["method", "trials", "worst-case success (paper's 4 attacks)", "max AUC",
-                     "max TPR at 1 % FPR"], rows)
+                     "max TPR at 1 % FPR", *(["class-prior model: success", "class-prior model: AUC"] if prior else [])],
+                    rows)
 
 
-def lira_table(attacks: pd.DataFrame) -> str:
-    """Offline LiRA against the other attacks on each target: AUC with its 95 % CI, TPR at 1 % FPR."""
+def lira_table(attacks: pd.DataFrame, prior: pd.DataFrame | None = None) -> str:
+    """Offline LiRA against the other attacks on each target: AUC with its 95 % CI, TPR at 1 % FPR; each
+    target's rows end with the class-prior model on the same split (``prior``, if given)."""
+    frames = [attacks] if prior is None else [attacks, prior]
+    both = pd.concat(frames, ignore_index=True)
+    both["_order"] = both["method"].map({m: i for i, m in enumerate(attacks["method"].unique())})
+    both = both.sort_values(["_order", "seed"], kind="stable")
     rows = [[r.method, str(r.seed), r.attack, num(r.success_rate), f"{num(r.auc)} [{num(r.auc_ci_low)}, {num(r.auc_ci_high)}]",
-             num(r.tpr_at_1pct_fpr)] for r in attacks.itertuples()]
+             num(r.tpr_at_1pct_fpr)] for r in both.itertuples()]
     return md_table(["target", "seed", "attack", "success", "AUC [95 % CI]", "TPR at 1 % FPR"], rows)
 
 
@@ -415,11 +425,19 @@ def render(profile: str, *, root: str | Path = ".") -> str:
 
     mia = base / "mia"
     mia_summary, lira = _csv(mia / "summary.csv"), _csv(mia / "lira_attacks.csv")
+    lira_prior = _csv(mia / "lira_prior.csv")
     body = None
     if mia_summary is not None:
         body = mia_table(mia_summary)
+        if "prior_success_rate" in mia_summary:
+            body += ("\n\nThe class-prior model gives every record the training set's class frequencies, so it "
+                     "knows no record; the confidence attack against it sees only each record's label "
+                     "(`mia/prior.csv`, `medhe.prior_attack`). Where it differs from 0.5, the members and "
+                     "non-members of the split differ in label mix; an attack on a model that collapsed to the "
+                     "majority class reads against it.")
         if lira is not None and len(lira):
-            body += "\n\nEvery attack on the LiRA targets (`mia/lira_attacks.csv`):\n\n" + lira_table(lira)
+            body += ("\n\nEvery attack on the LiRA targets (`mia/lira_attacks.csv`; `class_prior`: "
+                     "`mia/lira_prior.csv`):\n\n" + lira_table(lira, lira_prior))
     parts.append(_section("Membership inference", "mia/summary.csv", body))
 
     sweep = _csv(comm / "sweep.csv")
