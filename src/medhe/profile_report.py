@@ -121,7 +121,7 @@ def paired_tests_table(tests: pd.DataFrame) -> str:
 
 def mia_table(summary: pd.DataFrame) -> str:
     """Membership inference per method, over trials: worst case of the paper's four attacks, best AUC, and
-    (where the mia stage wrote it) the class-prior model's success on the same splits."""
+    (where the mia stage wrote them) the class-prior model's success and AUC on the same splits."""
     prior = "prior_success_rate" in summary
     rows = [[method, str(len(g)), pm(g["worst_success_rate"].mean(), g["worst_success_rate"].std()),
              pm(g["max_auc"].mean(), g["max_auc"].std()), num(g["max_tpr_at_1pct_fpr"].mean()),
